@@ -1,0 +1,7 @@
+"""Entry point for ``python -m refine``."""
+
+import sys
+
+from refine.cli import main
+
+sys.exit(main())

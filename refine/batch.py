@@ -1,0 +1,232 @@
+"""The batch run over a MeViS-layout data set: videos → ``<out>/<video>/<exp_id>/<frame>.png``.
+
+Each video is handled by :func:`process_video`. With several devices (or workers) one
+process per worker takes videos from a shared queue; a video that fails is reported at
+the end and the others go on. Every expression's PNGs are written atomically, followed by
+a completion marker ``<out>/.refine/<video>/<exp_id>.json`` (settings + fusion
+diagnostics) that ``--resume`` uses to skip finished work.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing as mp
+import os
+import queue
+from dataclasses import asdict, dataclass, field, replace
+
+from refine.dataset import MevisDataset
+from refine.errors import InputError
+from refine.mask_io import write_expression_masks, write_text_atomic
+from refine.models import ModelSpec
+from refine.names import check_name
+from refine.pipeline import RefineParams, check_video_matches, refine_expression
+from refine.stage1 import load_stage1_npz, load_stage1_png_dir
+
+log = logging.getLogger(__name__)
+MARKER_DIR = ".refine"
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """Everything a worker needs to process videos (picklable for worker processes)."""
+
+    data: str
+    stage1: str
+    out: str
+    spec: ModelSpec
+    params: RefineParams = field(default_factory=RefineParams)
+    precision: str = "auto"
+    resume: bool = False
+    cache_mb: float | None = None
+    offload_cache: bool = False
+
+    def settings(self) -> dict:
+        """What determines the masks; a resumed run must match it."""
+        s = self.spec
+        model = {
+            "size": s.size,
+            "checkpoint": None if s.random_weights else os.path.basename(s.checkpoint or "default"),
+            "random_weights": s.random_weights,
+            "seed": s.seed if s.random_weights else None,
+            "image_size": s.image_size,
+        }
+        return {"model": model, "precision": self.precision, **self.params.as_dict()}
+
+
+@dataclass
+class VideoReport:
+    video: str
+    written: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+def marker_path(out: str, video: str, exp_id: str) -> str:
+    return os.path.join(out, MARKER_DIR, video, f"{exp_id}.json")
+
+
+def is_complete(cfg: BatchConfig, video: str, exp_id: str, frame_names: list[str]) -> bool:
+    """True when the expression's marker and every PNG exist with the same settings."""
+    path = marker_path(cfg.out, video, exp_id)
+    if not os.path.isfile(path):
+        return False
+    try:
+        with open(path, encoding="utf-8") as f:
+            marker = json.load(f)
+    except json.JSONDecodeError:
+        return False
+    if marker.get("settings") != json.loads(json.dumps(cfg.settings())):
+        raise InputError(
+            f"{path}: this output was made with other settings ({marker.get('settings')}); "
+            "use another --out, or run without --resume to overwrite"
+        )
+    exp_dir = os.path.join(cfg.out, video, exp_id)
+    return all(os.path.isfile(os.path.join(exp_dir, f"{n}.png")) for n in frame_names)
+
+
+def load_video_stage1(
+    cfg: BatchConfig,
+    video: str,
+    frame_names: list[str],
+    size: tuple[int, int],
+    sentences: dict[str, str],
+):
+    """``<stage1>/<video>.npz`` (safe format) or ``<stage1>/<video>/<exp_id>/<frame>.png``."""
+    npz = os.path.join(cfg.stage1, f"{video}.npz")
+    png_dir = os.path.join(cfg.stage1, video)
+    if os.path.isfile(npz):
+        return npz, load_stage1_npz(npz)
+    if os.path.isdir(png_dir):
+        return png_dir, load_stage1_png_dir(png_dir, frame_names, size, sentences)
+    raise InputError(f"{npz}: no stage-1 results for video {video!r} (nor a folder {png_dir})")
+
+
+def process_video(cfg: BatchConfig, video: str, propagator, on_expression=None) -> VideoReport:
+    """Refine every expression of one video and write its PNGs and markers."""
+    report = VideoReport(video)
+    ds = MevisDataset(cfg.data)
+    info = ds.video(video)
+    frames = info.frame_source()
+    source, stage1 = load_video_stage1(
+        cfg, video, info.frame_names, (frames.height, frames.width), info.expressions
+    )
+    check_video_matches(stage1, info.frame_names, frames, source)
+    missing = sorted(set(info.expressions) - set(stage1.expressions))
+    if missing:
+        raise InputError(f"{source}: no stage-1 results for expressions {missing} of {video!r}")
+    for exp_id, exp in stage1.expressions.items():
+        if cfg.resume and is_complete(cfg, video, exp_id, info.frame_names):
+            report.skipped.append(exp_id)
+            continue
+        result = refine_expression(exp_id, exp, frames, propagator, cfg.params)
+        write_expression_masks(cfg.out, video, exp_id, info.frame_names, result.fused)
+        marker = {
+            "settings": cfg.settings(),
+            "sentence": info.expressions.get(exp_id),
+            **result.diagnostics(),
+        }
+        write_text_atomic(marker_path(cfg.out, video, exp_id), json.dumps(marker, indent=1))
+        report.written.append(exp_id)
+        if on_expression is not None:
+            on_expression(video, exp_id)
+    return report
+
+
+def make_propagator(cfg: BatchConfig):
+    from refine.propagation import Sam2Propagator
+
+    return Sam2Propagator(cfg.spec, cfg.precision, cfg.cache_mb, cfg.offload_cache)
+
+
+def _run_videos(
+    cfg: BatchConfig, videos: list[str], propagator, position: int, next_video
+) -> list[VideoReport]:
+    from tqdm import tqdm
+
+    reports = []
+    bar = tqdm(
+        desc=f"{cfg.spec.device} [{position}]",
+        unit="exp",
+        position=position,
+        dynamic_ncols=True,
+        leave=True,
+    )
+    with bar:
+        while (video := next_video()) is not None:
+            bar.set_postfix_str(video)
+            try:
+                reports.append(process_video(cfg, video, propagator, lambda v, e: bar.update(1)))
+            except InputError as err:
+                reports.append(VideoReport(video, error=str(err)))
+    return reports
+
+
+def _worker(cfg: BatchConfig, position: int, todo, results) -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+    def next_video():
+        try:
+            return todo.get_nowait()
+        except queue.Empty:
+            return None
+
+    try:
+        reports = _run_videos(cfg, [], make_propagator(cfg), position, next_video)
+    except InputError as err:  # e.g. a missing checkpoint: every video would fail the same way
+        reports = [VideoReport("*", error=str(err))]
+    results.put([asdict(r) for r in reports])
+
+
+def run_batch(
+    cfg: BatchConfig, videos: list[str] | None, devices: list[str], propagator=None
+) -> list[VideoReport]:
+    """Process ``videos`` (default: all in meta_expressions.json) on ``devices``.
+
+    One device: in this process (``propagator`` may be given, e.g. a fake). Several:
+    one spawned worker per entry of ``devices``, videos handed out from a shared queue.
+    """
+    ds = MevisDataset(cfg.data)
+    names = ds.videos() if not videos else [check_name(v, "video", "--videos") for v in videos]
+    unknown = [v for v in names if v not in ds.meta]
+    if unknown:
+        raise InputError(f"{ds.meta_path}: videos {unknown} are not in the data set")
+    os.makedirs(cfg.out, exist_ok=True)
+    if len(devices) <= 1:
+        pending = list(names)
+        prop = propagator if propagator is not None else make_propagator(cfg)
+        return _run_videos(cfg, names, prop, 0, lambda: pending.pop(0) if pending else None)
+    ctx = mp.get_context("spawn")
+    todo, results = ctx.Queue(), ctx.Queue()
+    for v in names:
+        todo.put(v)
+    procs = []
+    for i, dev in enumerate(devices):
+        wcfg = replace(cfg, spec=replace(cfg.spec, device=dev))
+        p = ctx.Process(target=_worker, args=(wcfg, i, todo, results))
+        p.start()
+        procs.append(p)
+    reports: list[VideoReport] = []
+    received = 0
+    while received < len(procs):
+        try:
+            reports += [VideoReport(**r) for r in results.get(timeout=1.0)]
+            received += 1
+        except queue.Empty:
+            if all(not p.is_alive() for p in procs) and results.empty():
+                break
+    for p in procs:
+        p.join()
+    crashed = [p.exitcode for p in procs if p.exitcode]
+    if crashed:
+        done = {r.video for r in reports}
+        lost = [v for v in names if v not in done]
+        reports.append(
+            VideoReport(
+                "*",
+                error=f"{len(crashed)} worker(s) died (exit codes "
+                f"{crashed}); unfinished videos: {lost}",
+            )
+        )
+    return reports

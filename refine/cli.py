@@ -1,0 +1,174 @@
+"""``python -m refine``: run, evaluate, convert-referdino, zip, bench."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from refine.errors import InputError
+from refine.models import MODEL_SIZES, RANDOM_WEIGHTS_WARNING, ModelSpec
+from refine.prompts import PROMPT_KINDS
+from refine.propagation import PRECISIONS
+
+
+def _add_run(sub) -> None:
+    p = sub.add_parser("run", help="SAM2 enhancement + conditional fusion over a data set")
+    p.add_argument("--data", required=True, metavar="ROOT", help="MeViS-layout root")
+    p.add_argument("--stage1", required=True, metavar="DIR", help="folder of <video>.npz")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--videos", nargs="+", metavar="V", help="only these videos")
+    p.add_argument("--model", default="large", choices=list(MODEL_SIZES), help="SAM2.1 size")
+    w = p.add_mutually_exclusive_group()
+    w.add_argument("--checkpoint", metavar="PATH", help="SAM2.1 checkpoint (.pt)")
+    w.add_argument(
+        "--random-weights", action="store_true", help="untrained SAM2 (tests only: masks are meaningless)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed for --random-weights and points")
+    p.add_argument("--image-size", type=int, metavar="N", help="SAM2 input size (multiple of 32)")
+    d = p.add_mutually_exclusive_group()
+    d.add_argument("--device", default=None, help="cpu, cuda:N or mps (default: cuda:0 if present)")
+    d.add_argument("--gpus", "--gids", nargs="+", type=int, metavar="ID", help="one worker per GPU")
+    p.add_argument(
+        "--workers", type=int, default=None, metavar="N", help="worker processes (default: one per device)"
+    )
+    p.add_argument("--precision", default="auto", choices=PRECISIONS, help="auto: fp16 on CUDA, else fp32")
+    p.add_argument("--threshold", type=float, default=0.275, help="query score threshold θ")
+    p.add_argument("--area-ratio", default="2/3", help="fusion area ratio ρ (e.g. 2/3 or 0.6)")
+    p.add_argument("--vote", default="1/2", help="fusion vote v")
+    p.add_argument("--prompt", default="mask", choices=PROMPT_KINDS)
+    p.add_argument("--resume", action="store_true", help="skip expressions already complete")
+    p.add_argument("--cache-mb", type=float, default=None, help="frame-feature cache bound in MB")
+    p.add_argument("--offload-cache", action="store_true", help="keep cached features in CPU memory")
+    p.set_defaults(func=cmd_run)
+
+
+def _devices(args) -> list[str]:
+    if args.gpus:
+        devices = [f"cuda:{g}" for g in args.gpus]
+    elif args.device:
+        devices = [args.device]
+    else:
+        import torch
+
+        devices = ["cuda:0" if torch.cuda.is_available() else "cpu"]
+    if args.workers is not None:
+        if args.workers < 1:
+            raise InputError(f"--workers must be ≥ 1, got {args.workers}")
+        devices = [devices[i % len(devices)] for i in range(args.workers)]
+    return devices
+
+
+def cmd_run(args) -> int:
+    from refine.batch import BatchConfig, run_batch
+    from refine.fusion import as_fraction
+    from refine.pipeline import RefineParams
+
+    devices = _devices(args)
+    try:
+        params = RefineParams(
+            threshold=args.threshold,
+            area_ratio=as_fraction(args.area_ratio, "--area-ratio"),
+            vote=as_fraction(args.vote, "--vote"),
+            prompt=args.prompt,
+            points_seed=args.seed,
+        )
+    except ValueError as err:
+        raise InputError(str(err)) from err
+    spec = ModelSpec(
+        size=args.model,
+        device=devices[0],
+        checkpoint=args.checkpoint,
+        random_weights=args.random_weights,
+        seed=args.seed,
+        image_size=args.image_size,
+    )
+    if spec.random_weights:
+        print(f"\n{'!' * 80}\n{RANDOM_WEIGHTS_WARNING}\n{'!' * 80}\n", file=sys.stderr)
+    cfg = BatchConfig(
+        args.data, args.stage1, args.out, spec, params, args.precision, args.resume,
+        args.cache_mb, args.offload_cache,
+    )
+    reports = run_batch(cfg, args.videos, devices)
+    written = sum(len(r.written) for r in reports)
+    skipped = sum(len(r.skipped) for r in reports)
+    errors = [r for r in reports if r.error]
+    print(f"wrote {written} expressions, skipped {skipped} already complete, to {args.out}",
+          file=sys.stderr)
+    for r in errors:
+        print(f"error: {r.error}", file=sys.stderr)
+    if spec.random_weights:
+        print(RANDOM_WEIGHTS_WARNING, file=sys.stderr)
+    return 1 if errors else 0
+
+
+def _add_convert(sub) -> None:
+    p = sub.add_parser(
+        "convert-referdino",
+        help="convert the challenge code's pickled Annotations_intermediate/*.npz to the safe format",
+    )
+    p.add_argument("in_dir", metavar="IN_DIR")
+    p.add_argument("out_dir", metavar="OUT_DIR")
+    p.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="I trust these files: loading them runs code from them (pickle)",
+    )
+    p.add_argument("--frames-root", metavar="DIR", help="JPEGImages folder holding <video>/ frames")
+    p.set_defaults(func=cmd_convert)
+
+
+def cmd_convert(args) -> int:
+    from refine.convert import convert_referdino_dir
+
+    written = convert_referdino_dir(args.in_dir, args.out_dir, args.trust_pickle, args.frames_root)
+    print(f"converted {len(written)} files to {args.out_dir}", file=sys.stderr)
+    return 0
+
+
+def _add_zip(sub) -> None:
+    p = sub.add_parser("zip", help="make the MeViS submission zip of an output folder")
+    p.add_argument("out_dir", metavar="OUT_DIR")
+    p.add_argument("zip_path", metavar="FILE.zip")
+    p.set_defaults(func=cmd_zip)
+
+
+def cmd_zip(args) -> int:
+    from refine.submission import make_submission_zip
+
+    n = make_submission_zip(args.out_dir, args.zip_path)
+    print(f"zipped {n} masks into {args.zip_path}", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m refine",
+        description="SAM2 mask enhancement and conditional fusion for RVOS results",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_run(sub)
+    _add_convert(sub)
+    _add_zip(sub)
+    from refine import evaluate_cli
+
+    evaluate_cli.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return args.func(args)
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished expressions are kept (use --resume)", file=sys.stderr)
+        return 130

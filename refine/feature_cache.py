@@ -1,0 +1,76 @@
+"""A bounded LRU cache of SAM2 image-encoder outputs, shared by every expression of a video."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+
+def _tensors(entry):
+    image, backbone = entry
+    yield image
+    for key in ("backbone_fpn", "vision_pos_enc"):
+        yield from backbone[key]
+
+
+def entry_bytes(entry) -> int:
+    """Bytes held by one cached (image, backbone_out) entry."""
+    return sum(t.numel() * t.element_size() for t in _tensors(entry))
+
+
+def _move(entry, device):
+    image, backbone = entry
+    return image.to(device), {
+        "backbone_fpn": [t.to(device) for t in backbone["backbone_fpn"]],
+        "vision_pos_enc": [t.to(device) for t in backbone["vision_pos_enc"]],
+    }
+
+
+class FeatureCache:
+    """frame index → SAM2 ``(image, backbone_out)``, least recently used evicted first.
+
+    ``max_mb`` bounds the bytes held (None = unbounded; 0 = keep nothing).
+    ``offload`` keeps entries in CPU memory and moves them to ``device`` when read:
+    the values are unchanged, only where they live.
+    """
+
+    def __init__(self, max_mb: float | None = None, offload: bool = False, device: str = "cpu"):
+        self.max_bytes = None if max_mb is None else int(max_mb * 2**20)
+        self.offload = offload
+        self.device = device
+        self._entries: OrderedDict[int, tuple[object, int]] = OrderedDict()
+        self.bytes = 0
+        self.hits = 0
+        self.misses = 0
+        self.evictions = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, frame_idx: int):
+        item = self._entries.get(frame_idx)
+        if item is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        self._entries.move_to_end(frame_idx)
+        entry = item[0]
+        return _move(entry, self.device) if self.offload else entry
+
+    def put(self, frame_idx: int, entry) -> None:
+        size = entry_bytes(entry)
+        if self.max_bytes is not None and size > self.max_bytes:
+            return
+        if frame_idx in self._entries:
+            self.bytes -= self._entries.pop(frame_idx)[1]
+        # keep only what SAM2's _get_image_feature reads (drops e.g. "vision_features")
+        entry = _move(entry, "cpu" if self.offload else entry[0].device)
+        self._entries[frame_idx] = (entry, size)
+        self.bytes += size
+        while self.max_bytes is not None and self.bytes > self.max_bytes:
+            _, (_, old) = self._entries.popitem(last=False)
+            self.bytes -= old
+            self.evictions += 1
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self.bytes = 0

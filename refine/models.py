@@ -1,0 +1,170 @@
+"""SAM2.1 model sizes, checkpoint resolution and the lazily built, cached video predictor.
+
+``torch`` and ``sam2`` are imported only when a model is first needed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+
+from refine.errors import InputError
+
+log = logging.getLogger(__name__)
+
+# size → (hydra config, checkpoint file, model-hub repo)
+MODEL_SIZES: dict[str, tuple[str, str, str]] = {
+    "tiny": (
+        "configs/sam2.1/sam2.1_hiera_t.yaml",
+        "sam2.1_hiera_tiny.pt",
+        "facebook/sam2.1-hiera-tiny",
+    ),
+    "small": (
+        "configs/sam2.1/sam2.1_hiera_s.yaml",
+        "sam2.1_hiera_small.pt",
+        "facebook/sam2.1-hiera-small",
+    ),
+    "base_plus": (
+        "configs/sam2.1/sam2.1_hiera_b+.yaml",
+        "sam2.1_hiera_base_plus.pt",
+        "facebook/sam2.1-hiera-base-plus",
+    ),
+    "large": (
+        "configs/sam2.1/sam2.1_hiera_l.yaml",
+        "sam2.1_hiera_large.pt",
+        "facebook/sam2.1-hiera-large",
+    ),
+}
+CHECKPOINT_DIR = os.environ.get(
+    "REFINE_CHECKPOINTS", os.path.join(os.path.dirname(os.path.dirname(__file__)), "checkpoints")
+)
+RANDOM_WEIGHTS_WARNING = (
+    "WARNING: SAM2 is running with RANDOM WEIGHTS (no checkpoint). Its masks are MEANINGLESS; "
+    "use this only to test the software."
+)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which SAM2 to build. ``checkpoint=None`` with ``random_weights`` gives an untrained model
+    seeded with ``seed``; ``image_size`` (a multiple of 32) overrides the input size."""
+
+    size: str = "large"
+    device: str = "cpu"
+    checkpoint: str | None = None
+    random_weights: bool = False
+    seed: int = 0
+    image_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.size not in MODEL_SIZES:
+            raise InputError(f"unknown SAM2 size {self.size!r}; choose one of {list(MODEL_SIZES)}")
+        if self.image_size is not None and (self.image_size <= 0 or self.image_size % 32):
+            raise InputError(f"image size {self.image_size} must be a positive multiple of 32")
+        if self.random_weights and self.checkpoint:
+            raise InputError("give either a checkpoint or random weights, not both")
+
+
+def download_command(size: str) -> str:
+    return f"python checkpoints/download.py {size}"
+
+
+def resolve_checkpoint(
+    size: str, checkpoint: str | None = None, allow_download: bool = True
+) -> str:
+    """Path of the SAM2.1 checkpoint for ``size``.
+
+    An explicit ``checkpoint`` must exist. Otherwise ``checkpoints/<file>`` (or
+    ``$REFINE_CHECKPOINTS/<file>``) is used, else the file is fetched from the model hub
+    with huggingface_hub (needs internet); failing that, the error says how to get it.
+    """
+    if checkpoint:
+        if not os.path.isfile(checkpoint):
+            raise InputError(f"{checkpoint}: checkpoint file does not exist")
+        return checkpoint
+    _, filename, repo = MODEL_SIZES[size]
+    local = os.path.join(CHECKPOINT_DIR, filename)
+    if os.path.isfile(local):
+        return local
+    if allow_download:
+        try:
+            from huggingface_hub import hf_hub_download
+            from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+            return hf_hub_download(repo_id=repo, filename=filename)
+        except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as err:
+            log.info("model-hub download of %s failed: %s", filename, err)
+    raise InputError(
+        f"no SAM2.1 {size} checkpoint: {local} is missing and it could not be downloaded from "
+        f"the model hub ({repo}). Run `{download_command(size)}`, pass --checkpoint PATH, "
+        "or use --random-weights to test the software (meaningless masks)"
+    )
+
+
+_cache: dict[ModelSpec, object] = {}
+_lock = threading.Lock()
+
+
+def get_predictor(spec: ModelSpec):  # -> sam2.sam2_video_predictor.SAM2VideoPredictor
+    """The predictor for ``spec``, built on first use and cached per process."""
+    with _lock:
+        if spec not in _cache:
+            _cache[spec] = build_predictor(spec)
+        return _cache[spec]
+
+
+def build_predictor(spec: ModelSpec):  # -> SAM2VideoPredictor
+    """Build a SAM2 video predictor (heavy: imports torch and sam2)."""
+    import torch
+    from sam2.build_sam import build_sam2_video_predictor
+
+    from refine.sam2_patches import patch_predictor
+
+    config, _, _ = MODEL_SIZES[spec.size]
+    check_device(spec.device)
+    overrides = [f"++model.image_size={spec.image_size}"] if spec.image_size else []
+    if spec.random_weights:
+        log.warning(RANDOM_WEIGHTS_WARNING)
+        ckpt = None
+    else:
+        ckpt = resolve_checkpoint(spec.size, spec.checkpoint)
+    torch.manual_seed(spec.seed)
+    predictor = build_sam2_video_predictor(
+        config, ckpt, device=spec.device, hydra_overrides_extra=overrides
+    )
+    # Without the CUDA extension hole filling is skipped with a warning per frame;
+    # the masks are the same either way (DESIGN §5).
+    predictor.fill_hole_area = 0
+    patch_predictor(predictor)
+    return predictor
+
+
+def check_device(device: str) -> None:
+    """Raise InputError if ``device`` does not exist here."""
+    import torch
+
+    if device == "cpu":
+        return
+    if device == "mps":
+        if not torch.backends.mps.is_available():
+            raise InputError("device 'mps' is not available on this machine")
+        return
+    if device.startswith("cuda"):
+        n = torch.cuda.device_count()
+        idx = int(device.split(":")[1]) if ":" in device else 0
+        if idx >= n:
+            raise InputError(f"device {device!r} does not exist ({n} CUDA devices visible)")
+        return
+    raise InputError(f"unknown device {device!r}; use cpu, cuda:N or mps")
+
+
+def available_devices() -> list[str]:
+    """Devices that exist here: cuda:0 …, mps, cpu."""
+    import torch
+
+    devices = [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if torch.backends.mps.is_available():
+        devices.append("mps")
+    return [*devices, "cpu"]
