@@ -51,8 +51,10 @@ def write_expression_masks(
     video_dir = os.path.join(out_dir, video)
     os.makedirs(video_dir, exist_ok=True)
     final = os.path.join(video_dir, exp_id)
+    for stale in os.listdir(video_dir):  # left by a run that was killed mid-write
+        if stale.startswith((f".{exp_id}.tmp-", f".{exp_id}.old-")):
+            shutil.rmtree(os.path.join(video_dir, stale))
     tmp = os.path.join(video_dir, f".{exp_id}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     for name, mask in zip(frame_names, masks, strict=False):
         write_mask_png(os.path.join(tmp, f"{check_name(name, 'frame', out_dir)}.png"), mask)

@@ -1,0 +1,105 @@
+"""SAM2 engine: state layout, preprocessing, the shared feature cache (random tiny SAM2, CPU)."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from refine.dataset import MevisDataset
+from refine.feature_cache import FeatureCache
+from refine.models import ModelSpec, get_predictor
+from refine.pipeline import refine_video
+from refine.propagation import Sam2Propagator
+from refine.sam2_patches import CACHE_KEY, new_inference_state
+from refine.stage1 import load_stage1_npz
+
+EXAMPLES = os.path.abspath("examples/data")
+SPEC = ModelSpec("tiny", "cpu", random_weights=True, seed=0, image_size=128)
+
+
+@pytest.fixture(scope="module")
+def birds():
+    info = MevisDataset(EXAMPLES).video("birds")
+    return info, load_stage1_npz(f"{EXAMPLES}/stage1/birds.npz")
+
+
+def test_state_has_init_state_keys(birds):
+    info, _ = birds
+    pred = get_predictor(SPEC)
+    ref = pred.init_state(info.frames_dir)
+    frames = info.frame_source()
+    ours = new_inference_state(pred, frames.bind(pred.image_size), frames.height, frames.width)
+    assert set(ours) - {CACHE_KEY} == set(ref)
+    assert (ours["video_height"], ours["video_width"]) == (ref["video_height"], ref["video_width"])
+    assert ours["num_frames"] == ref["num_frames"] == 12
+
+
+def test_frame_preprocessing_is_bitwise_sam2s(birds):
+    from sam2.utils.misc import load_video_frames
+
+    info, _ = birds
+    images, h, w = load_video_frames(info.frames_dir, 128, offload_video_to_cpu=True,
+                                     compute_device=torch.device("cpu"))
+    frames = info.frame_source()
+    assert (h, w) == (frames.height, frames.width)
+    for t in (0, 5, 11):
+        assert torch.equal(frames.model_input(t, 128), images[t])
+
+
+def _track(birds, cache_mb):
+    info, s1 = birds
+    prop = Sam2Propagator(SPEC, cache_mb=cache_mb)
+    frames = info.frame_source()
+    before = prop.encoder_calls
+    results = list(refine_video(frames, s1, prop))
+    return results, prop.encoder_calls - before, frames
+
+
+def test_feature_cache_encodes_each_frame_once_with_identical_masks(birds):
+    shared, calls_shared, frames = _track(birds, None)
+    per_exp, calls_plain, _ = _track(birds, 0)
+    assert calls_shared == 12  # 2 expressions, both directions: each frame encoded once
+    assert frames.decode_count == 12
+    # SAM2's own one-frame cache: every expression re-encodes its frames. birds/0
+    # prompts frame 0 (1) and runs forward over 1..11 (11); birds/1 prompts frame 6 (1),
+    # runs forward over 7..11 (5) and reverse over 5..0 (6; frame 6 is its prompt frame)
+    assert calls_plain == 12 + 12
+    for a, b in zip(shared, per_exp):
+        np.testing.assert_array_equal(a.sam2_objects, b.sam2_objects)
+        np.testing.assert_array_equal(a.fused, b.fused)
+    assert any(r.sam2.any() for r in shared)
+
+
+def test_bounded_cache_evicts_and_offloads():
+    def entry(n):
+        img = torch.zeros(1, 3, 4, 4)
+        return img, {"backbone_fpn": [torch.zeros(n)], "vision_pos_enc": [torch.zeros(n)]}
+
+    one = 48 * 4 + 2 * 1000 * 4  # bytes of entry(1000)
+    cache = FeatureCache(max_mb=2.5 * one / 2**20, offload=True, device="cpu")
+    for t in range(4):
+        cache.put(t, entry(1000))
+    assert len(cache) == 2 and cache.evictions == 2 and cache.bytes == 2 * one
+    assert cache.get(0) is None and cache.get(3) is not None
+    cache.get(2)
+    cache.put(4, entry(1000))
+    assert cache.get(3) is None and cache.get(2) is not None  # LRU, not FIFO
+    assert FeatureCache(max_mb=0).put(0, entry(10)) is None
+
+
+def test_two_workers_write_the_same_masks_as_one(tmp_path):
+    base = [sys.executable, "-m", "refine", "run", "--data", EXAMPLES, "--stage1",
+            f"{EXAMPLES}/stage1", "--model", "tiny", "--random-weights", "--image-size", "128",
+            "--device", "cpu"]
+    one = subprocess.run([*base, "--out", str(tmp_path / "one")], capture_output=True, text=True)
+    two = subprocess.run([*base, "--out", str(tmp_path / "two"), "--workers", "2"],
+                         capture_output=True, text=True)
+    assert one.returncode == 0, one.stderr
+    assert two.returncode == 0, two.stderr
+    a = {p.relative_to(tmp_path / "one"): p.read_bytes() for p in (tmp_path / "one").rglob("*.png")}
+    b = {p.relative_to(tmp_path / "two"): p.read_bytes() for p in (tmp_path / "two").rglob("*.png")}
+    assert len(a) == 48 and a == b
+    assert "cpu [1]" in two.stderr  # the second worker did run
