@@ -21,7 +21,8 @@ from refine.errors import InputError
 from refine.mask_io import write_expression_masks, write_text_atomic
 from refine.models import ModelSpec
 from refine.names import check_name
-from refine.pipeline import RefineParams, check_video_matches, refine_expression
+from refine.pipeline import RefineParams, check_video_matches, refine_video
+from refine.propagation import DEFAULT_CACHE_MB
 from refine.stage1 import load_stage1_npz, load_stage1_png_dir
 
 log = logging.getLogger(__name__)
@@ -39,8 +40,9 @@ class BatchConfig:
     params: RefineParams = field(default_factory=RefineParams)
     precision: str = "auto"
     resume: bool = False
-    cache_mb: float | None = None
+    cache_mb: float | None = DEFAULT_CACHE_MB
     offload_cache: bool = False
+    schedule: str = "lockstep"
 
     def settings(self) -> dict:
         """What determines the masks; a resumed run must match it."""
@@ -116,18 +118,21 @@ def process_video(cfg: BatchConfig, video: str, propagator, on_expression=None) 
     missing = sorted(set(info.expressions) - set(stage1.expressions))
     if missing:
         raise InputError(f"{source}: no stage-1 results for expressions {missing} of {video!r}")
-    for exp_id, exp in stage1.expressions.items():
+    todo = []
+    for exp_id in stage1.expressions:
         if cfg.resume and is_complete(cfg, video, exp_id, info.frame_names):
             report.skipped.append(exp_id)
-            continue
-        result = refine_expression(exp_id, exp, frames, propagator, cfg.params)
+        else:
+            todo.append(exp_id)
+    for result in refine_video(frames, stage1, propagator, cfg.params, todo):
+        exp_id = result.exp_id
         write_expression_masks(cfg.out, video, exp_id, info.frame_names, result.fused)
         marker = {
             "settings": cfg.settings(),
             "sentence": info.expressions.get(exp_id),
             **result.diagnostics(),
         }
-        write_text_atomic(marker_path(cfg.out, video, exp_id), json.dumps(marker, indent=1))
+        write_text_atomic(marker_path(cfg.out, video, exp_id), json.dumps(marker))
         report.written.append(exp_id)
         if on_expression is not None:
             on_expression(video, exp_id)
@@ -137,7 +142,7 @@ def process_video(cfg: BatchConfig, video: str, propagator, on_expression=None) 
 def make_propagator(cfg: BatchConfig):
     from refine.propagation import Sam2Propagator
 
-    return Sam2Propagator(cfg.spec, cfg.precision, cfg.cache_mb, cfg.offload_cache)
+    return Sam2Propagator(cfg.spec, cfg.precision, cfg.cache_mb, cfg.offload_cache, cfg.schedule)
 
 
 def _run_videos(

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from refine.errors import InputError
 from refine.models import MODEL_SIZES, RANDOM_WEIGHTS_WARNING, ModelSpec
 from refine.prompts import PROMPT_KINDS
-from refine.propagation import PRECISIONS
+from refine.propagation import DEFAULT_CACHE_MB, PRECISIONS, SCHEDULES
 
 
 def _add_run(sub) -> None:
@@ -23,7 +23,9 @@ def _add_run(sub) -> None:
     w = p.add_mutually_exclusive_group()
     w.add_argument("--checkpoint", metavar="PATH", help="SAM2.1 checkpoint (.pt)")
     w.add_argument(
-        "--random-weights", action="store_true", help="untrained SAM2 (tests only: masks are meaningless)"
+        "--random-weights",
+        action="store_true",
+        help="untrained SAM2 (tests only: masks are meaningless)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed for --random-weights and points")
     p.add_argument("--image-size", type=int, metavar="N", help="SAM2 input size (multiple of 32)")
@@ -31,16 +33,32 @@ def _add_run(sub) -> None:
     d.add_argument("--device", default=None, help="cpu, cuda:N or mps (default: cuda:0 if present)")
     d.add_argument("--gpus", "--gids", nargs="+", type=int, metavar="ID", help="one worker per GPU")
     p.add_argument(
-        "--workers", type=int, default=None, metavar="N", help="worker processes (default: one per device)"
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="worker processes (default: one per device)",
     )
-    p.add_argument("--precision", default="auto", choices=PRECISIONS, help="auto: fp16 on CUDA, else fp32")
+    p.add_argument(
+        "--precision", default="auto", choices=PRECISIONS, help="auto: fp16 on CUDA, else fp32"
+    )
     p.add_argument("--threshold", type=float, default=0.275, help="query score threshold θ")
     p.add_argument("--area-ratio", default="2/3", help="fusion area ratio ρ (e.g. 2/3 or 0.6)")
     p.add_argument("--vote", default="1/2", help="fusion vote v")
     p.add_argument("--prompt", default="mask", choices=PROMPT_KINDS)
     p.add_argument("--resume", action="store_true", help="skip expressions already complete")
-    p.add_argument("--cache-mb", type=float, default=None, help="frame-feature cache bound in MB")
-    p.add_argument("--offload-cache", action="store_true", help="keep cached features in CPU memory")
+    p.add_argument(
+        "--cache-mb", type=float, default=DEFAULT_CACHE_MB, help="frame-feature cache bound in MB"
+    )
+    p.add_argument(
+        "--offload-cache", action="store_true", help="keep cached features in CPU memory"
+    )
+    p.add_argument(
+        "--schedule",
+        default="lockstep",
+        choices=SCHEDULES,
+        help="lockstep: all expressions of a video share one sweep (default); sequential: one by one",
+    )
     p.set_defaults(func=cmd_run)
 
 
@@ -87,15 +105,25 @@ def cmd_run(args) -> int:
     if spec.random_weights:
         print(f"\n{'!' * 80}\n{RANDOM_WEIGHTS_WARNING}\n{'!' * 80}\n", file=sys.stderr)
     cfg = BatchConfig(
-        args.data, args.stage1, args.out, spec, params, args.precision, args.resume,
-        args.cache_mb, args.offload_cache,
+        args.data,
+        args.stage1,
+        args.out,
+        spec,
+        params,
+        args.precision,
+        args.resume,
+        args.cache_mb,
+        args.offload_cache,
+        args.schedule,
     )
     reports = run_batch(cfg, args.videos, devices)
     written = sum(len(r.written) for r in reports)
     skipped = sum(len(r.skipped) for r in reports)
     errors = [r for r in reports if r.error]
-    print(f"wrote {written} expressions, skipped {skipped} already complete, to {args.out}",
-          file=sys.stderr)
+    print(
+        f"wrote {written} expressions, skipped {skipped} already complete, to {args.out}",
+        file=sys.stderr,
+    )
     for r in errors:
         print(f"error: {r.error}", file=sys.stderr)
     if spec.random_weights:

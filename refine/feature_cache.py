@@ -12,9 +12,19 @@ def _tensors(entry):
         yield from backbone[key]
 
 
-def entry_bytes(entry) -> int:
-    """Bytes held by one cached (image, backbone_out) entry."""
-    return sum(t.numel() * t.element_size() for t in _tensors(entry))
+def entry_bytes(entry, shared: tuple = ()) -> int:
+    """Bytes held by one cached (image, backbone_out) entry, not counting ``shared`` tensors."""
+    return sum(
+        t.numel() * t.element_size()
+        for t in _tensors(entry)
+        if not any(t is s for s in shared)
+    )
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return a.device == b.device and bool(torch.equal(a, b))
 
 
 def _move(entry, device):
@@ -30,7 +40,9 @@ class FeatureCache:
 
     ``max_mb`` bounds the bytes held (None = unbounded; 0 = keep nothing).
     ``offload`` keeps entries in CPU memory and moves them to ``device`` when read:
-    the values are unchanged, only where they live.
+    the values are unchanged, only where they live. SAM2's positional encodings
+    (``vision_pos_enc``, 3/4 of an entry at 1024²) depend only on the image size, so
+    one copy is kept and shared by every entry whose encodings are equal to it.
     """
 
     def __init__(self, max_mb: float | None = None, offload: bool = False, device: str = "cpu"):
@@ -42,6 +54,7 @@ class FeatureCache:
         self.hits = 0
         self.misses = 0
         self.evictions = 0
+        self._pos_enc: list | None = None
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -56,14 +69,25 @@ class FeatureCache:
         entry = item[0]
         return _move(entry, self.device) if self.offload else entry
 
+    def _share_pos_enc(self, entry):
+        image, backbone = entry
+        pos = backbone["vision_pos_enc"]
+        ref = self._pos_enc
+        if ref is not None and len(ref) == len(pos):
+            if all(a.shape == b.shape and torch_equal(a, b) for a, b in zip(ref, pos)):
+                return (image, {**backbone, "vision_pos_enc": ref})
+        self._pos_enc = list(pos)
+        return entry
+
     def put(self, frame_idx: int, entry) -> None:
-        size = entry_bytes(entry)
+        # keep only what SAM2's _get_image_feature reads (drops e.g. "vision_features")
+        entry = _move(entry, "cpu" if self.offload else entry[0].device)
+        entry = self._share_pos_enc(entry)
+        size = entry_bytes(entry, tuple(self._pos_enc or ()))
         if self.max_bytes is not None and size > self.max_bytes:
             return
         if frame_idx in self._entries:
             self.bytes -= self._entries.pop(frame_idx)[1]
-        # keep only what SAM2's _get_image_feature reads (drops e.g. "vision_features")
-        entry = _move(entry, "cpu" if self.offload else entry[0].device)
         self._entries[frame_idx] = (entry, size)
         self.bytes += size
         while self.max_bytes is not None and self.bytes > self.max_bytes:
@@ -74,3 +98,4 @@ class FeatureCache:
     def clear(self) -> None:
         self._entries.clear()
         self.bytes = 0
+        self._pos_enc = None

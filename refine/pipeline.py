@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -109,6 +109,66 @@ def check_video_matches(
         )
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """Selection and prompts of one expression, before SAM2."""
+
+    exp_id: str
+    exp: ExpressionStage1
+    kept: np.ndarray
+    frames: np.ndarray
+    prompts: list[Prompt]
+
+
+def _prepare(
+    exp_id: str, exp: ExpressionStage1, size: tuple[int, int], params: RefineParams
+) -> _Prepared:
+    kept = select_queries(exp.scores, params.threshold)
+    if len(kept) == 0:
+        return _Prepared(exp_id, exp, kept, kept.copy(), [])
+    frames_k = prompt_frames(exp.scores, kept)
+    # only the prompt frames' masks are needed here: [K, h, w] → [K, H, W]
+    prompt_logits = exp.masks[frames_k, kept][None]
+    prompts = build_prompts(
+        params.prompt,
+        frames_k,
+        upsample_masks(prompt_logits, size)[0],
+        exp.boxes[frames_k, kept],
+        size,
+        seed=params.points_seed,
+        num_points=params.num_points,
+    )
+    return _Prepared(exp_id, exp, kept, frames_k, prompts)
+
+
+def _finish(
+    prep: _Prepared,
+    sam2_objects: np.ndarray | None,
+    shape: tuple[int, int, int],
+    params: RefineParams,
+) -> ExpressionResult:
+    t, h, w = shape
+    if sam2_objects is None:
+        stage1 = np.zeros(shape, dtype=bool)
+        sam2_objects = np.zeros((t, 0, h, w), dtype=bool)
+    else:
+        stage1 = upsample_masks(prep.exp.masks[:, prep.kept], (h, w)).any(axis=1)
+    sam2 = sam2_objects.any(axis=1)
+    fused, decision = fuse(stage1, sam2, params.area_ratio, params.vote)
+    return ExpressionResult(
+        prep.exp_id,
+        prep.exp.sentence,
+        prep.kept,
+        prep.frames,
+        stage1,
+        sam2,
+        fused,
+        decision,
+        sam2_objects,
+        prep.prompts,
+    )
+
+
 def refine_expression(
     exp_id: str,
     exp: ExpressionStage1,
@@ -118,41 +178,14 @@ def refine_expression(
     progress: Callable[[int, int], None] | None = None,
 ) -> ExpressionResult:
     """Selection → prompts → SAM2 propagation → fusion for one expression."""
-    t, h, w = len(frames), frames.height, frames.width
-    kept = select_queries(exp.scores, params.threshold)
-    if len(kept) == 0:
-        empty = np.zeros((t, h, w), dtype=bool)
-        fused, decision = fuse(empty, empty, params.area_ratio, params.vote)
-        return ExpressionResult(
-            exp_id,
-            exp.sentence,
-            kept,
-            kept.copy(),
-            empty,
-            empty.copy(),
-            fused,
-            decision,
-            np.zeros((t, 0, h, w), bool),
-        )
-    objects = upsample_masks(exp.masks[:, kept], (h, w))  # [T, K, H, W]
-    frames_k = prompt_frames(exp.scores, kept)
-    k_idx = np.arange(len(kept))
-    prompts = build_prompts(
-        params.prompt,
-        frames_k,
-        objects[frames_k, k_idx],
-        exp.boxes[frames_k, kept],
-        (h, w),
-        seed=params.points_seed,
-        num_points=params.num_points,
+    (result,) = refine_video(
+        frames,
+        VideoStage1((frames.height, frames.width), [], {exp_id: exp}),
+        propagator,
+        params,
+        progress=progress and (lambda _e, d, n: progress(d, n)),
     )
-    (sam2_objects,) = list(propagator.track(frames, [prompts], progress))
-    stage1 = objects.any(axis=1)
-    sam2 = sam2_objects.any(axis=1)
-    fused, decision = fuse(stage1, sam2, params.area_ratio, params.vote)
-    return ExpressionResult(
-        exp_id, exp.sentence, kept, frames_k, stage1, sam2, fused, decision, sam2_objects, prompts
-    )
+    return result
 
 
 def refine_video(
@@ -162,15 +195,27 @@ def refine_video(
     params: RefineParams = RefineParams(),
     exp_ids: Iterable[str] | None = None,
     progress: ProgressFn | None = None,
-) -> Iterator[ExpressionResult]:
-    """Results for each expression of ``stage1`` (or ``exp_ids``), one at a time.
+) -> list[ExpressionResult]:
+    """Results for each expression of ``stage1`` (or ``exp_ids``), in that order.
 
-    ``progress(exp_id, frames_done, frames_total)`` is called as SAM2 tracks.
+    All expressions with kept queries go to the propagator in one call, so that SAM2
+    can share each frame's features between them. Expressions with no kept query are
+    not tracked: their output is empty. ``progress(label, frames_done, frames_total)``
+    is called as SAM2 tracks.
     """
     ids = list(stage1.expressions) if exp_ids is None else list(exp_ids)
     for exp_id in ids:
         if exp_id not in stage1.expressions:
             raise InputError(f"expression {exp_id!r} is not in the stage-1 results")
-    for exp_id in ids:
-        cb = None if progress is None else (lambda d, n, e=exp_id: progress(e, d, n))
-        yield refine_expression(exp_id, stage1.expressions[exp_id], frames, propagator, params, cb)
+    size = (frames.height, frames.width)
+    prepared = [_prepare(e, stage1.expressions[e], size, params) for e in ids]
+    to_track = [p for p in prepared if p.prompts]
+    cb = None if progress is None else (lambda d, n: progress("SAM2", d, n))
+    tracked = dict(
+        zip(
+            (p.exp_id for p in to_track),
+            propagator.track(frames, [p.prompts for p in to_track], cb),
+        )
+    )
+    shape = (len(frames), *size)
+    return [_finish(p, tracked.get(p.exp_id), shape, params) for p in prepared]

@@ -19,6 +19,8 @@ from refine.prompts import Prompt
 
 ProgressFn = Callable[[int, int], None]
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+SCHEDULES = ("lockstep", "sequential")
+DEFAULT_CACHE_MB = 4096.0
 
 
 class Propagator(Protocol):
@@ -46,25 +48,72 @@ def resolve_precision(precision: str, device: str) -> str:
     return precision
 
 
+class _Run:
+    """One prompt set's SAM2 state, its output and its place in the sweeps."""
+
+    def __init__(self, predictor, state: dict, prompts: Sequence[Prompt], shape) -> None:
+        self.state = state
+        self.start = min(p.frame for p in prompts)
+        self.out = np.zeros(shape, dtype=bool)
+        self.gen = None
+        self.predictor = predictor
+
+    def step(self, t: int, reverse: bool) -> None:
+        if self.gen is None:
+            self.gen = self.predictor.propagate_in_video(
+                self.state, start_frame_idx=self.start, reverse=reverse
+            )
+        frame, _, logits = next(self.gen)
+        if frame != t:
+            raise RuntimeError(f"SAM2 yielded frame {frame} where {t} was expected")
+        self.out[t] = (logits[:, 0] > 0).cpu().numpy()
+
+    def finish_pass(self) -> None:
+        if self.gen is not None:
+            for _ in self.gen:  # exhausts an empty generator; nothing else is left
+                raise RuntimeError("SAM2 yielded more frames than scheduled")
+        self.gen = None
+
+    def prune(self, t: int, reverse: bool, window: int) -> None:
+        """Drop outputs SAM2 will never read again (see Sam2Propagator)."""
+        old = t + window if reverse else t - window
+        if not reverse and self.start <= old <= self.start + window:
+            return  # the reverse pass reads these
+        for obj in self.state["output_dict_per_obj"].values():
+            obj["non_cond_frame_outputs"].pop(old, None)
+
+
 class Sam2Propagator:
     """SAM2 video propagation, one inference state per expression holding all its objects.
 
-    Frame features are kept in a :class:`FeatureCache` held by the video's FrameSource
-    (one per model) and reused by every expression and both directions
-    (``cache_mb=None``: unbounded; 0: SAM2's own one-frame cache only).
+    Frame features live in a bounded :class:`FeatureCache` held by the video's
+    FrameSource (one per model) and are reused by every expression and both directions.
+
+    ``schedule="lockstep"`` (default) runs all prompt sets of a call together: one forward
+    sweep over the frames, then one reverse sweep, every expression taking its step on a
+    frame while that frame's features are fresh in the cache. So each frame is encoded
+    at most twice however small the cache (once when it holds the whole video), and each
+    state keeps only the outputs SAM2 can still read: memories reach back
+    ``num_maskmem - 1`` frames and object pointers ``max_obj_ptrs_in_encoder - 1``, plus
+    the conditioning frames and the frames the reverse pass starts from. Masks are
+    identical to running the expressions one after another (``"sequential"``).
     """
 
     def __init__(
         self,
         spec: ModelSpec,
         precision: str = "auto",
-        cache_mb: float | None = None,
+        cache_mb: float | None = DEFAULT_CACHE_MB,
         offload_cache: bool = False,
+        schedule: str = "lockstep",
     ) -> None:
+        if schedule not in SCHEDULES:
+            raise InputError(f"unknown schedule {schedule!r}; choose one of {list(SCHEDULES)}")
         self.spec = spec
         self.precision = resolve_precision(precision, spec.device)
         self.cache_mb = cache_mb
         self.offload_cache = offload_cache
+        self.schedule = schedule
         self.last_cache: FeatureCache | None = None
 
     @property
@@ -84,44 +133,72 @@ class Sam2Propagator:
         dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
         return torch.autocast(self.spec.device.split(":")[0], dtype=dtype)
 
+    def _window(self) -> int | None:
+        p = self.predictor
+        if p.memory_temporal_stride_for_eval != 1:
+            return None  # memories reach further back; keep everything
+        return max(p.num_maskmem, p.max_obj_ptrs_in_encoder) + 1
+
+    def feature_cache(self, frames: FrameSource) -> FeatureCache:
+        cache = frames.caches.get(self.spec)
+        if cache is None:
+            cache = FeatureCache(self.cache_mb, self.offload_cache, self.spec.device)
+            frames.caches[self.spec] = cache
+        self.last_cache = cache
+        return cache
+
     def track(
         self,
         frames: FrameSource,
         prompt_sets: Sequence[Sequence[Prompt]],
         progress: ProgressFn | None = None,
     ) -> Iterator[np.ndarray]:
+        if any(not ps for ps in prompt_sets):
+            raise ValueError("a prompt set needs at least one prompt")
+        if self.schedule == "sequential":
+            for ps in prompt_sets:
+                yield from self._sweep(frames, [ps], progress)
+        else:
+            yield from self._sweep(frames, prompt_sets, progress)
+
+    def _sweep(self, frames, prompt_sets, progress) -> Iterator[np.ndarray]:
         import torch
 
         from refine.sam2_patches import new_inference_state
 
         predictor = self.predictor
-        cache = frames.caches.get(self.spec)
-        if cache is None:
-            cache = FeatureCache(self.cache_mb, self.offload_cache, self.spec.device)
-            frames.caches[self.spec] = cache
-        self.last_cache = cache
+        cache = self.feature_cache(frames)
         images = frames.bind(predictor.image_size)
-        total = sum(_frames_to_track(len(frames), ps) for ps in prompt_sets)
+        n = len(frames)
+        window = self._window()
+        total = sum(_frames_to_track(n, ps) for ps in prompt_sets)
         done = 0
-        for prompts in prompt_sets:
-            if not prompts:
-                raise ValueError("a prompt set needs at least one prompt")
-            state = new_inference_state(predictor, images, frames.height, frames.width, cache)
-            out = np.zeros((len(frames), len(prompts), frames.height, frames.width), dtype=bool)
-            with torch.inference_mode(), self._autocast():
-                for p in prompts:
+        with torch.inference_mode(), self._autocast():
+            runs = []
+            for ps in prompt_sets:
+                state = new_inference_state(predictor, images, frames.height, frames.width, cache)
+                for p in ps:
                     _add_prompt(predictor, state, p)
-                start = min(p.frame for p in prompts)
-                for reverse in (False, True):
-                    for t, _, logits in predictor.propagate_in_video(
-                        state, start_frame_idx=start, reverse=reverse
-                    ):
-                        out[t] = (logits[:, 0] > 0).cpu().numpy()
-                        done += 1
-                        if progress is not None:
-                            progress(done, total)
-            del state
-            yield out
+                runs.append(_Run(predictor, state, ps, (n, len(ps), frames.height, frames.width)))
+            for reverse in (False, True):
+                if reverse:
+                    order = range(max(r.start for r in runs), -1, -1)
+                else:
+                    order = range(min(r.start for r in runs), n)
+                for t in order:
+                    for r in runs:
+                        if (t <= r.start and r.start > 0) if reverse else t >= r.start:
+                            r.step(t, reverse)
+                            done += 1
+                            if window is not None:
+                                r.prune(t, reverse, window)
+                    if progress is not None:
+                        progress(done, total)
+                for r in runs:
+                    r.finish_pass()
+        for r in runs:
+            r.state = None
+            yield r.out
 
 
 def _frames_to_track(num_frames: int, prompts: Sequence[Prompt]) -> int:

@@ -17,7 +17,9 @@ def textured_frames(t: int, h: int, w: int, seed: int = 0) -> np.ndarray:
     yy, xx = np.mgrid[:h, :w]
     frames = np.zeros((t, h, w, 3), np.uint8)
     for i in range(t):
-        bg = np.stack([80 + 40 * np.sin((xx + 3 * i) / 7), 90 + 30 * np.cos(yy / 5), 100 + 0 * xx], -1)
+        bg = np.stack(
+            [80 + 40 * np.sin((xx + 3 * i) / 7), 90 + 30 * np.cos(yy / 5), 100 + 0 * xx], -1
+        )
         img = bg + rng.normal(0, 5, (h, w, 3))
         y0, x0 = (h // 4 + i) % (h - h // 3), (w // 5 + 2 * i) % (w - w // 3)
         img[y0 : y0 + h // 4, x0 : x0 + w // 4] = (230, 60, 40)
@@ -65,10 +67,14 @@ def write_clip(
             meta = json.load(f)
     meta["videos"][video] = {
         "frames": names,
-        "expressions": {k: {"exp": e.sentence or f"expression {k}"} for k, e in expressions.items()},
+        "expressions": {
+            k: {"exp": e.sentence or f"expression {k}"} for k, e in expressions.items()
+        },
     }
     with open(meta_path, "w") as f:
         json.dump(meta, f)
     stage1_dir = stage1_dir or os.path.join(root, "stage1")
     os.makedirs(stage1_dir, exist_ok=True)
-    save_stage1_npz(os.path.join(stage1_dir, f"{video}.npz"), VideoStage1((h, w), names, expressions))
+    save_stage1_npz(
+        os.path.join(stage1_dir, f"{video}.npz"), VideoStage1((h, w), names, expressions)
+    )

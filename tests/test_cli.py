@@ -23,9 +23,25 @@ def data(tmp_path):
 
 
 def run_cli(root, out, *extra):
-    return main(["run", "--data", str(root), "--stage1", str(root / "stage1"), "--out", str(out),
-                 "--model", "tiny", "--random-weights", "--image-size", "128", "--device", "cpu",
-                 *extra])
+    return main(
+        [
+            "run",
+            "--data",
+            str(root),
+            "--stage1",
+            str(root / "stage1"),
+            "--out",
+            str(out),
+            "--model",
+            "tiny",
+            "--random-weights",
+            "--image-size",
+            "128",
+            "--device",
+            "cpu",
+            *extra,
+        ]
+    )
 
 
 def edit_npz(path, fn):
@@ -44,6 +60,7 @@ def _t_mismatch(root):
         a["frame_names"] = a["frame_names"][:-1]
         for k in [k for k in a if k.endswith(("/scores", "/boxes", "/masks"))]:
             a[k] = a[k][:-1]
+
     edit_npz(root / "stage1/ball.npz", cut)
     return "stage1/ball.npz", "T or frame names mismatch"
 
@@ -57,6 +74,7 @@ def _nan_scores(root):
     def nan(a):
         a["0/scores"] = a["0/scores"].copy()
         a["0/scores"][2, 1] = np.nan
+
     edit_npz(root / "stage1/ball.npz", nan)
     return "stage1/ball.npz", "NaN"
 
@@ -65,13 +83,18 @@ def _exp_id_with_separator(root):
     def sep(a):
         for part in ("scores", "boxes", "masks"):
             a[f"..\\evil/{part}"] = a.pop(f"1/{part}")
+
     edit_npz(root / "stage1/ball.npz", sep)
     return "stage1/ball.npz", "not a plain file name"
 
 
 def _pickled_seed_file(root):
-    np.savez(root / "stage1/ball.npz", video_path=np.array("/x/JPEGImages/ball"),
-             size=np.array([96, 128]), **{"0": np.array({"scores": 1}, dtype=object)})
+    np.savez(
+        root / "stage1/ball.npz",
+        video_path=np.array("/x/JPEGImages/ball"),
+        size=np.array([96, 128]),
+        **{"0": np.array({"scores": 1}, dtype=object)},
+    )
     return "stage1/ball.npz", "convert-referdino --trust-pickle"
 
 
@@ -85,8 +108,16 @@ def _size_mismatch(root):
     return "stage1/ball.npz", "video_size"
 
 
-BAD = [_missing_frame, _t_mismatch, _wrong_shape, _nan_scores, _exp_id_with_separator,
-       _pickled_seed_file, _missing_stage1, _size_mismatch]
+BAD = [
+    _missing_frame,
+    _t_mismatch,
+    _wrong_shape,
+    _nan_scores,
+    _exp_id_with_separator,
+    _pickled_seed_file,
+    _missing_stage1,
+    _size_mismatch,
+]
 
 
 @pytest.mark.parametrize("breaker", BAD, ids=[b.__name__.strip("_") for b in BAD])
@@ -94,8 +125,22 @@ def test_bad_input_fails_with_one_line_naming_the_file(data, tmp_path, capsys, b
     where, message = breaker(data)
     before = sorted(str(p) for p in tmp_path.rglob("*"))
     out = tmp_path / "out"
-    rc = main(["run", "--data", str(data), "--stage1", str(data / "stage1"), "--out", str(out),
-               "--videos", "ball", "--random-weights", "--device", "cpu"])
+    rc = main(
+        [
+            "run",
+            "--data",
+            str(data),
+            "--stage1",
+            str(data / "stage1"),
+            "--out",
+            str(out),
+            "--videos",
+            "ball",
+            "--random-weights",
+            "--device",
+            "cpu",
+        ]
+    )
     err = capsys.readouterr().err
     lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
     assert rc != 0
@@ -108,8 +153,23 @@ def test_bad_input_fails_with_one_line_naming_the_file(data, tmp_path, capsys, b
 
 
 def test_not_a_dataset_and_unknown_video(tmp_path, data, capsys):
-    assert main(["run", "--data", str(tmp_path), "--stage1", str(tmp_path), "--out",
-                 str(tmp_path / "o"), "--random-weights", "--device", "cpu"]) == 2
+    assert (
+        main(
+            [
+                "run",
+                "--data",
+                str(tmp_path),
+                "--stage1",
+                str(tmp_path),
+                "--out",
+                str(tmp_path / "o"),
+                "--random-weights",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 2
+    )
     assert "no JPEGImages/ folder" in capsys.readouterr().err
     assert run_cli(data, tmp_path / "o", "--videos", "nope") == 2
     assert "['nope'] are not in the data set" in capsys.readouterr().err
@@ -121,17 +181,16 @@ def _cfg(data, out, **kw):
 
 
 def tree_bytes(root):
-    return {
-        str(p.relative_to(root)): p.read_bytes()
-        for p in sorted(root.rglob("*.png"))
-    }
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*.png"))}
 
 
 def test_batch_writes_layout_markers_and_resumes(data, tmp_path):
     out = tmp_path / "out"
     reports = run_batch(_cfg(data, out), None, ["cpu"], StaticPropagator())
-    assert sorted((r.video, r.written) for r in reports) == [("ball", ["0", "1"]),
-                                                             ("birds", ["0", "1"])]
+    assert sorted((r.video, r.written) for r in reports) == [
+        ("ball", ["0", "1"]),
+        ("birds", ["0", "1"]),
+    ]
     full = tree_bytes(out)
     assert len(full) == 4 * 12 and "birds/0/00011.png" in full
     marker = json.loads((out / ".refine/birds/0.json").read_text())
@@ -144,7 +203,9 @@ def test_batch_writes_layout_markers_and_resumes(data, tmp_path):
     prop = StaticPropagator()
     reports = run_batch(_cfg(data, out, resume=True), None, ["cpu"], prop)
     assert sorted((r.video, r.written, r.skipped) for r in reports) == [
-        ("ball", [], ["0", "1"]), ("birds", ["1"], ["0"])]
+        ("ball", [], ["0", "1"]),
+        ("birds", ["1"], ["0"]),
+    ]
     assert len(prop.calls) == 1
     assert tree_bytes(out) == full
     # settings differ → resume refuses to mix outputs
@@ -173,12 +234,18 @@ class Payload:
 
 def seed_file(path, frames_dir, payload=None):
     s1 = load_stage1_npz(f"{EXAMPLES}/stage1/ball.npz")
-    exps = {k: {"scores": e.scores, "boxes": e.boxes, "masks": e.masks.astype(np.float32)}
-            for k, e in s1.expressions.items()}
+    exps = {
+        k: {"scores": e.scores, "boxes": e.boxes, "masks": e.masks.astype(np.float32)}
+        for k, e in s1.expressions.items()
+    }
     if payload:
         exps["0"]["extra"] = Payload(payload)
-    np.savez(path, video_path=np.array(str(frames_dir)), size=np.array([96, 128]),
-             **{k: np.array(v, dtype=object) for k, v in exps.items()})
+    np.savez(
+        path,
+        video_path=np.array(str(frames_dir)),
+        size=np.array([96, 128]),
+        **{k: np.array(v, dtype=object) for k, v in exps.items()},
+    )
     return s1
 
 
@@ -190,8 +257,16 @@ def test_convert_referdino_refuses_without_trust_and_converts_with_it(tmp_path, 
     assert main(["convert-referdino", str(src), str(tmp_path / "safe")]) == 2
     assert "--trust-pickle" in capsys.readouterr().err
     assert not marker.exists() and not (tmp_path / "safe").exists()
-    rc = main(["convert-referdino", "--trust-pickle", str(src), str(tmp_path / "safe"),
-               "--frames-root", f"{EXAMPLES}/JPEGImages"])
+    rc = main(
+        [
+            "convert-referdino",
+            "--trust-pickle",
+            str(src),
+            str(tmp_path / "safe"),
+            "--frames-root",
+            f"{EXAMPLES}/JPEGImages",
+        ]
+    )
     assert rc == 0
     assert marker.exists()  # trusted: the pickle did run, as the flag says it will
     got = load_stage1_npz(str(tmp_path / "safe/ball.npz"))

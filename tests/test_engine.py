@@ -41,8 +41,9 @@ def test_frame_preprocessing_is_bitwise_sam2s(birds):
     from sam2.utils.misc import load_video_frames
 
     info, _ = birds
-    images, h, w = load_video_frames(info.frames_dir, 128, offload_video_to_cpu=True,
-                                     compute_device=torch.device("cpu"))
+    images, h, w = load_video_frames(
+        info.frames_dir, 128, offload_video_to_cpu=True, compute_device=torch.device("cpu")
+    )
     frames = info.frame_source()
     assert (h, w) == (frames.height, frames.width)
     for t in (0, 5, 11):
@@ -78,7 +79,7 @@ def test_bounded_cache_evicts_and_offloads():
         img = torch.zeros(1, 3, 4, 4)
         return img, {"backbone_fpn": [torch.zeros(n)], "vision_pos_enc": [torch.zeros(n)]}
 
-    one = 48 * 4 + 2 * 1000 * 4  # bytes of entry(1000)
+    one = 48 * 4 + 1000 * 4  # bytes of entry(1000); the equal positional encodings are shared
     cache = FeatureCache(max_mb=2.5 * one / 2**20, offload=True, device="cpu")
     for t in range(4):
         cache.put(t, entry(1000))
@@ -87,19 +88,89 @@ def test_bounded_cache_evicts_and_offloads():
     cache.get(2)
     cache.put(4, entry(1000))
     assert cache.get(3) is None and cache.get(2) is not None  # LRU, not FIFO
-    assert FeatureCache(max_mb=0).put(0, entry(10)) is None
+    a, b = cache.get(2), cache.get(4)
+    assert a[1]["vision_pos_enc"][0] is b[1]["vision_pos_enc"][0]
+    empty = FeatureCache(max_mb=0)
+    empty.put(0, entry(10))
+    assert len(empty) == 0 and empty.get(0) is None
 
 
 def test_two_workers_write_the_same_masks_as_one(tmp_path):
-    base = [sys.executable, "-m", "refine", "run", "--data", EXAMPLES, "--stage1",
-            f"{EXAMPLES}/stage1", "--model", "tiny", "--random-weights", "--image-size", "128",
-            "--device", "cpu"]
+    base = [
+        sys.executable,
+        "-m",
+        "refine",
+        "run",
+        "--data",
+        EXAMPLES,
+        "--stage1",
+        f"{EXAMPLES}/stage1",
+        "--model",
+        "tiny",
+        "--random-weights",
+        "--image-size",
+        "128",
+        "--device",
+        "cpu",
+    ]
     one = subprocess.run([*base, "--out", str(tmp_path / "one")], capture_output=True, text=True)
-    two = subprocess.run([*base, "--out", str(tmp_path / "two"), "--workers", "2"],
-                         capture_output=True, text=True)
+    two = subprocess.run(
+        [*base, "--out", str(tmp_path / "two"), "--workers", "2"], capture_output=True, text=True
+    )
     assert one.returncode == 0, one.stderr
     assert two.returncode == 0, two.stderr
     a = {p.relative_to(tmp_path / "one"): p.read_bytes() for p in (tmp_path / "one").rglob("*.png")}
     b = {p.relative_to(tmp_path / "two"): p.read_bytes() for p in (tmp_path / "two").rglob("*.png")}
     assert len(a) == 48 and a == b
     assert "cpu [1]" in two.stderr  # the second worker did run
+
+
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory):
+    from tests.clips import random_expression, textured_frames, write_clip
+
+    root = str(tmp_path_factory.mktemp("long"))
+    rng = np.random.default_rng(11)
+    t = 40  # longer than SAM2's memory / pointer window, so pruning matters
+    exps = {
+        "0": random_expression(rng, t, 3, (12, 16), [(25, 0.9), (5, 0.8)]),
+        "1": random_expression(rng, t, 2, (12, 16), [(0, 0.9)]),
+        "2": random_expression(rng, t, 2, (12, 16), [(39, 0.7)]),
+    }
+    write_clip(root, "long", textured_frames(t, 48, 64, seed=5), exps)
+    info = MevisDataset(root).video("long")
+    return info, load_stage1_npz(f"{root}/stage1/long.npz")
+
+
+def test_lockstep_with_pruning_and_a_tiny_cache_matches_sequential(long_clip):
+    info, s1 = long_clip
+    seq = Sam2Propagator(SPEC, cache_mb=None, schedule="sequential")
+    ref = refine_video(info.frame_source(), s1, seq)
+    frames = info.frame_source()
+    lock = Sam2Propagator(SPEC, cache_mb=1.0, schedule="lockstep")  # 2 frames at 128
+    states_seen = []
+    original = lock.predictor.propagate_in_video
+
+    def spy(state, **kw):
+        states_seen.append(state)
+        return original(state, **kw)
+
+    lock.predictor.propagate_in_video = spy
+    before = lock.encoder_calls
+    try:
+        got = refine_video(frames, s1, lock)
+    finally:
+        del lock.predictor.propagate_in_video
+    calls = lock.encoder_calls - before
+    assert lock.last_cache.evictions > 0
+    # forward sweep from frame 0 (40 frames) + reverse sweep from frame 39 (40) + prompts
+    assert calls <= 2 * 40 + 4
+    for a, b in zip(ref, got):
+        assert a.exp_id == b.exp_id
+        np.testing.assert_array_equal(a.sam2_objects, b.sam2_objects)
+        np.testing.assert_array_equal(a.fused, b.fused)
+    assert sum(r.sam2.any() for r in got) >= 2
+    # pruned: each state kept only a window of non-conditioning outputs per object
+    kept = [len(o["non_cond_frame_outputs"]) for s in states_seen
+            for o in s["output_dict_per_obj"].values()]
+    assert kept and max(kept) <= 2 * 17 + 1

@@ -13,12 +13,14 @@ def rect(h, w, r0, r1, c0, c1):
 
 
 def test_bbox_area_has_no_plus_one():
-    ms = np.stack([
-        np.zeros((8, 9), bool),
-        rect(8, 9, 3, 3, 4, 4),  # one pixel: area 0
-        rect(8, 9, 1, 1, 0, 8),  # one row: area 0
-        rect(8, 9, 1, 4, 2, 7),  # 3 * 5
-    ])
+    ms = np.stack(
+        [
+            np.zeros((8, 9), bool),
+            rect(8, 9, 3, 3, 4, 4),  # one pixel: area 0
+            rect(8, 9, 1, 1, 0, 8),  # one row: area 0
+            rect(8, 9, 1, 4, 2, 7),  # 3 * 5
+        ]
+    )
     ms[3, 7, 8] = True  # extends the box to rows 1..7, cols 2..8
     assert bbox_areas(ms).tolist() == [0, 0, 0, 6 * 6]
 

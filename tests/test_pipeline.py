@@ -58,7 +58,8 @@ def test_pipeline_exact_with_fake_propagator():
 
 def test_no_kept_query_gives_empty_output_without_tracking():
     exp = ExpressionStage1(
-        np.full((T, 2), 0.1, np.float32), np.zeros((T, 2, 4), np.float32),
+        np.full((T, 2), 0.1, np.float32),
+        np.zeros((T, 2, 4), np.float32),
         np.ones((T, 2, 4, 4), np.float32),
     )
     prop = StaticPropagator()

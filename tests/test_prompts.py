@@ -7,7 +7,9 @@ from refine.prompts import boxes_to_pixels, build_prompts, sample_points
 def test_boxes_to_pixels():
     b = np.array([[0.5, 0.5, 0.5, 0.25], [0.1, 0.2, 0.2, 0.4]], np.float32)
     np.testing.assert_allclose(
-        boxes_to_pixels(b, height=100, width=200), [[50, 37.5, 150, 62.5], [0, 0, 40, 40]], atol=1e-4
+        boxes_to_pixels(b, height=100, width=200),
+        [[50, 37.5, 150, 62.5], [0, 0, 40, 40]],
+        atol=1e-4,
     )
 
 

@@ -35,7 +35,9 @@ def reference_predictor():
 
     torch.manual_seed(SEED)
     pred = build_sam2_video_predictor(
-        "configs/sam2.1/sam2.1_hiera_t.yaml", None, device="cpu",
+        "configs/sam2.1/sam2.1_hiera_t.yaml",
+        None,
+        device="cpu",
         hydra_overrides_extra=[f"++model.image_size={SIZE}"],
     )
     pred.fill_hole_area = 0
@@ -107,9 +109,29 @@ def clip(tmp_path_factory):
 
 def test_cli_matches_independent_reference(clip, tmp_path):
     out = str(tmp_path / "out")
-    cmd = [sys.executable, "-m", "refine", "run", "--data", clip, "--stage1", f"{clip}/stage1",
-           "--out", out, "--model", "tiny", "--random-weights", "--seed", str(SEED),
-           "--image-size", str(SIZE), "--device", "cpu", "--precision", "fp32"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "refine",
+        "run",
+        "--data",
+        clip,
+        "--stage1",
+        f"{clip}/stage1",
+        "--out",
+        out,
+        "--model",
+        "tiny",
+        "--random-weights",
+        "--seed",
+        str(SEED),
+        "--image-size",
+        str(SIZE),
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert "MEANINGLESS" in proc.stderr

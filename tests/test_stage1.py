@@ -36,8 +36,10 @@ def write(path, arrays):
 
 def test_round_trip(tmp_path):
     exp = ExpressionStage1(
-        np.full((2, 1), 0.5, np.float32), np.zeros((2, 1, 4), np.float32),
-        np.ones((2, 1, 3, 3), np.float16), "the dog",
+        np.full((2, 1), 0.5, np.float32),
+        np.zeros((2, 1, 4), np.float32),
+        np.ones((2, 1, 3, 3), np.float16),
+        "the dog",
     )
     path = str(tmp_path / "v.npz")
     save_stage1_npz(path, VideoStage1((4, 5), ["00000", "00001"], {"7": exp}))
@@ -69,7 +71,11 @@ BAD_CASES = [
     ("bad size", _bad(video_size=np.array([20])), "video_size"),
     ("negative size", _bad(video_size=np.array([20, -3])), "video_size"),
     ("T mismatch", _bad(**{"0/scores": np.full((4, 2), 0.5, np.float32)}), "T mismatch"),
-    ("scores 1-D", _bad(**{"0/scores": np.full((3,), 0.5, np.float32)}), r"scores must be \[T, N\]"),
+    (
+        "scores 1-D",
+        _bad(**{"0/scores": np.full((3,), 0.5, np.float32)}),
+        r"scores must be \[T, N\]",
+    ),
     ("N mismatch boxes", _bad(**{"0/boxes": np.zeros((3, 3, 4), np.float32)}), "boxes must be"),
     ("masks 3-D", _bad(**{"0/masks": np.zeros((3, 2, 5), np.float32)}), "masks must be"),
     ("NaN scores", _bad(**{"0/scores": np.full((3, 2), np.nan, np.float32)}), "NaN"),
@@ -127,8 +133,11 @@ def test_challenge_code_file_is_refused(tmp_path):
     marker = tmp_path / "pwned"
     path = write(
         tmp_path / "v.npz",
-        {"video_path": np.array("/data/JPEGImages/v"), "size": np.array([20, 30]),
-         "0": np.array({"scores": Payload(str(marker))}, dtype=object)},
+        {
+            "video_path": np.array("/data/JPEGImages/v"),
+            "size": np.array([20, 30]),
+            "0": np.array({"scores": Payload(str(marker))}, dtype=object),
+        },
     )
     with pytest.raises(InputError, match="convert-referdino --trust-pickle"):
         load_stage1_npz(path)
