@@ -170,6 +170,14 @@ def cmd_zip(args) -> int:
     return 0
 
 
+def _add_bench(sub) -> None:
+    from refine import bench
+
+    p = sub.add_parser("bench", help="benchmark our schedule against the challenge code's")
+    bench.add_arguments(p)
+    p.set_defaults(func=bench.run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m refine",
@@ -180,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(sub)
     _add_convert(sub)
     _add_zip(sub)
+    _add_bench(sub)
     from refine import evaluate_cli
 
     evaluate_cli.add_parser(sub)

@@ -110,8 +110,8 @@ def check_video_matches(
 
 
 @dataclass(frozen=True)
-class _Prepared:
-    """Selection and prompts of one expression, before SAM2."""
+class PreparedExpression:
+    """Selection and prompts of one expression, before SAM2: kept [K], frames [K], K prompts."""
 
     exp_id: str
     exp: ExpressionStage1
@@ -120,12 +120,12 @@ class _Prepared:
     prompts: list[Prompt]
 
 
-def _prepare(
+def prepare_expression(
     exp_id: str, exp: ExpressionStage1, size: tuple[int, int], params: RefineParams
-) -> _Prepared:
+) -> PreparedExpression:
     kept = select_queries(exp.scores, params.threshold)
     if len(kept) == 0:
-        return _Prepared(exp_id, exp, kept, kept.copy(), [])
+        return PreparedExpression(exp_id, exp, kept, kept.copy(), [])
     frames_k = prompt_frames(exp.scores, kept)
     # only the prompt frames' masks are needed here: [K, h, w] → [K, H, W]
     prompt_logits = exp.masks[frames_k, kept][None]
@@ -138,11 +138,11 @@ def _prepare(
         seed=params.points_seed,
         num_points=params.num_points,
     )
-    return _Prepared(exp_id, exp, kept, frames_k, prompts)
+    return PreparedExpression(exp_id, exp, kept, frames_k, prompts)
 
 
 def _finish(
-    prep: _Prepared,
+    prep: PreparedExpression,
     sam2_objects: np.ndarray | None,
     shape: tuple[int, int, int],
     params: RefineParams,
@@ -208,7 +208,7 @@ def refine_video(
         if exp_id not in stage1.expressions:
             raise InputError(f"expression {exp_id!r} is not in the stage-1 results")
     size = (frames.height, frames.width)
-    prepared = [_prepare(e, stage1.expressions[e], size, params) for e in ids]
+    prepared = [prepare_expression(e, stage1.expressions[e], size, params) for e in ids]
     to_track = [p for p in prepared if p.prompts]
     cb = None if progress is None else (lambda d, n: progress("SAM2", d, n))
     tracked = dict(

@@ -171,14 +171,14 @@ class Sam2Propagator:
         images = frames.bind(predictor.image_size)
         n = len(frames)
         window = self._window()
-        total = sum(_frames_to_track(n, ps) for ps in prompt_sets)
+        total = sum(frames_to_track(n, ps) for ps in prompt_sets)
         done = 0
         with torch.inference_mode(), self._autocast():
             runs = []
             for ps in prompt_sets:
                 state = new_inference_state(predictor, images, frames.height, frames.width, cache)
                 for p in ps:
-                    _add_prompt(predictor, state, p)
+                    add_prompt(predictor, state, p)
                 runs.append(_Run(predictor, state, ps, (n, len(ps), frames.height, frames.width)))
             for reverse in (False, True):
                 if reverse:
@@ -201,12 +201,14 @@ class Sam2Propagator:
             yield r.out
 
 
-def _frames_to_track(num_frames: int, prompts: Sequence[Prompt]) -> int:
+def frames_to_track(num_frames: int, prompts: Sequence[Prompt]) -> int:
+    """Tracking steps of one prompt set: forward from its first prompt frame, then reverse."""
     start = min(p.frame for p in prompts) if prompts else 0
     return (num_frames - start) + (start + 1 if start > 0 else 0)
 
 
-def _add_prompt(predictor, state: dict, p: Prompt) -> None:
+def add_prompt(predictor, state: dict, p: Prompt) -> None:
+    """Give one prompt to a SAM2 inference state."""
     if p.mask is not None:
         predictor.add_new_mask(state, frame_idx=p.frame, obj_id=p.obj_id, mask=p.mask)
     elif p.box is not None:
