@@ -113,8 +113,12 @@ def _scalar_str(arr: np.ndarray, key: str, source: str) -> str:
     return str(arr)
 
 
-def load_stage1_npz(path: str) -> VideoStage1:
-    """Load ``<video>.npz`` in the safe format (DESIGN §3), validating everything."""
+def load_stage1_npz(path: str, max_bytes: int | None = None) -> VideoStage1:
+    """Load ``<video>.npz`` in the safe format (DESIGN §3), validating everything.
+
+    ``max_bytes`` bounds the total uncompressed size, checked from the archive's
+    directory before any array is read (a small file can unpack to gigabytes).
+    """
     if not os.path.isfile(path):
         raise InputError(f"{path}: stage-1 file does not exist")
     try:
@@ -124,6 +128,13 @@ def load_stage1_npz(path: str) -> VideoStage1:
     if not isinstance(data, np.lib.npyio.NpzFile):
         raise InputError(f"{path}: expected an .npz archive, found a single array")
     with data:
+        if max_bytes is not None:
+            total = sum(info.file_size for info in data.zip.infolist())
+            if total > max_bytes:
+                raise InputError(
+                    f"{path}: unpacks to {total / 2**20:.0f} MiB, over the limit of "
+                    f"{max_bytes / 2**20:.0f} MiB"
+                )
         keys = set(data.files)
         if "format" not in keys:
             if "video_path" in keys or "size" in keys:

@@ -162,3 +162,15 @@ def test_png_stage1(tmp_path):
     os.remove(tmp_path / "3" / "00001.png")
     with pytest.raises(InputError, match="00001.png: mask file is missing"):
         load_stage1_png_dir(str(tmp_path), names, (6, 8))
+
+
+def test_size_limit_is_checked_before_reading(tmp_path):
+    arrays = good_arrays()
+    arrays["0/masks"] = np.zeros((3, 2, 400, 600), np.float32)  # 5.5 MiB, compresses to little
+    path = str(tmp_path / "v.npz")
+    with open(path, "wb") as f:
+        np.savez_compressed(f, **arrays)
+    assert os.path.getsize(path) < 100_000
+    with pytest.raises(InputError, match="over the limit of 1 MiB"):
+        load_stage1_npz(path, max_bytes=2**20)
+    assert load_stage1_npz(path, max_bytes=8 * 2**20).expressions["0"].masks.shape[2:] == (400, 600)
