@@ -1,0 +1,385 @@
+"""Ground-truth and prediction masks for evaluation (MeViS layout).
+
+What the official evaluation does (``henghuiding/MeViS`` ``tools/eval_mevis.py``,
+commit 7869f22), and what this module reproduces:
+
+- Expressions: every ``exp_id`` of every video in ``meta_expressions.json``
+  (``videos[video]["expressions"][exp_id]["anno_id"]`` is a list of object
+  annotation ids), over the frames ``videos[video]["frames"]``, in that order.
+- Ground truth from ``mask_dict.json``: ``mask_dict[str(anno_id)]`` is a list
+  with one entry per frame (index = position in ``frames``); an entry is a COCO
+  RLE (``{"size": [H, W], "counts": str}``) or ``None`` when the object is
+  absent, and falsy entries are skipped. The expression's mask on a frame is
+  ``sum of cocomask.decode(rle)`` over its anno_ids in a uint8 array, which the
+  metrics then read with ``astype(bool)``: i.e. the union of the objects.
+- Predictions: ``cv2.imread(f"{pred}/{video}/{exp_id}/{frame}.png",
+  cv2.IMREAD_GRAYSCALE)``, then ``astype(bool)`` inside the metrics: a pixel is
+  foreground when its 8-bit gray value is nonzero. (So a colour or palette PNG is
+  first converted to gray by OpenCV, and a 16-bit PNG is scaled to 8 bits: a
+  16-bit mask of 0/1 reads as empty. This module reads PNGs the same way.)
+- Differences, on purpose: the official script scores a whole missing video
+  folder as J = F = 0 and crashes on a missing frame; here any missing
+  prediction is an InputError listing what is missing, unless ``allow_missing``,
+  in which case a missing frame counts as an empty mask (so a frame whose ground
+  truth is empty too scores J = F = 1). Size mismatches and unreadable files are
+  InputErrors naming the file.
+
+PNG ground truth (``<gt>/<video>/<exp_id>/<frame>.png``, the output layout) is
+binarised like predictions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from pycocotools import mask as cocomask
+
+from refine.errors import InputError
+from refine.names import check_name
+
+__all__ = [
+    "Expression",
+    "check_predictions_complete",
+    "expression_gt_from_mask_dict",
+    "expression_gt_from_pngs",
+    "find_missing_pngs",
+    "gt_shape",
+    "list_gt_videos",
+    "load_mask_dict",
+    "load_meta_expressions",
+    "read_mask_png",
+    "read_predictions",
+    "rles_for_expression",
+]
+
+MAX_LISTED = 5
+"""How many missing items an error message names before giving a count."""
+
+RLE = dict
+"""A COCO run-length encoding: ``{"size": [H, W], "counts": str | list[int]}``."""
+
+
+@dataclass(frozen=True)
+class Expression:
+    """One expression to evaluate.
+
+    Attributes:
+        video: video name (a plain file name).
+        exp_id: expression id (a plain file name).
+        frames: frame stems, in the order of ``meta_expressions.json`` [T].
+        anno_ids: object annotation ids (keys of ``mask_dict.json``), as strings;
+            empty when the split has no labels.
+    """
+
+    video: str
+    exp_id: str
+    frames: tuple[str, ...]
+    anno_ids: tuple[str, ...]
+
+    @property
+    def key(self) -> str:
+        """``"<video>/<exp_id>"``, the key used in reports."""
+        return f"{self.video}/{self.exp_id}"
+
+
+def _load_json(path: str, what: str) -> object:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        raise InputError(f"{path}: {what} not found; check the path") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: cannot read {what} ({exc}); is it valid JSON?") from None
+
+
+def _anno_id(value: object, where: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise InputError(f"{where}: anno_id {value!r} is not an integer or string")
+    return str(value)
+
+
+def load_meta_expressions(path: str) -> list[Expression]:
+    """All expressions of a ``meta_expressions.json``, videos and ids in file order.
+
+    Raises:
+        InputError: the file is missing or malformed, or a video, exp_id or frame
+            name is not a plain file name.
+    """
+    data = _load_json(path, "meta_expressions.json")
+    videos = data.get("videos") if isinstance(data, dict) else None
+    if not isinstance(videos, dict):
+        raise InputError(f'{path}: expected {{"videos": {{video: {{...}}}}}} at the top level')
+    out: list[Expression] = []
+    for video, vmeta in videos.items():
+        check_name(video, "video", path)
+        where = f"{path}: video {video!r}"
+        if not isinstance(vmeta, dict):
+            raise InputError(f"{where}: expected an object with 'frames' and 'expressions'")
+        frames = vmeta.get("frames")
+        exps = vmeta.get("expressions")
+        if not isinstance(frames, list) or not frames:
+            raise InputError(f"{where}: 'frames' must be a non-empty list of frame names")
+        if not isinstance(exps, dict):
+            raise InputError(f"{where}: 'expressions' must be an object keyed by exp_id")
+        for frame in frames:
+            check_name(frame, "frame", path)
+        if len(set(frames)) != len(frames):
+            raise InputError(f"{where}: 'frames' lists the same frame twice")
+        for exp_id, emeta in exps.items():
+            check_name(exp_id, "exp_id", path)
+            ids = emeta.get("anno_id", []) if isinstance(emeta, dict) else None
+            if not isinstance(ids, list):
+                raise InputError(f"{where}, expression {exp_id!r}: 'anno_id' must be a list")
+            anno = tuple(_anno_id(a, f"{where}, expression {exp_id!r}") for a in ids)
+            out.append(Expression(video, exp_id, tuple(frames), anno))
+    return out
+
+
+def load_mask_dict(path: str) -> dict[str, list]:
+    """``mask_dict.json``: anno_id (string) -> per-frame list of RLE or None.
+
+    Raises:
+        InputError: missing or not a JSON object.
+    """
+    data = _load_json(path, "mask_dict.json")
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected an object mapping anno_id to per-frame RLE lists")
+    return data
+
+
+def rles_for_expression(
+    mask_dict: dict[str, list], expr: Expression, source: str = "mask_dict.json"
+) -> list[list[RLE | None]]:
+    """The per-frame RLEs of each of ``expr``'s objects: [n_objects][T].
+
+    Raises:
+        InputError: the expression has no anno_id, an anno_id is not in the mask
+            dict, or its list does not have one entry per frame.
+    """
+    if not expr.anno_ids:
+        raise InputError(
+            f"{expr.key}: the expression has no 'anno_id' in meta_expressions.json, so it has "
+            "no ground truth; use a labelled split (or --gt with PNG ground truth)"
+        )
+    out = []
+    for anno in expr.anno_ids:
+        if anno not in mask_dict:
+            raise InputError(f"{source}: anno_id {anno!r} of {expr.key} is missing")
+        rles = mask_dict[anno]
+        if not isinstance(rles, list) or len(rles) != len(expr.frames):
+            n = len(rles) if isinstance(rles, list) else type(rles).__name__
+            raise InputError(
+                f"{source}: anno_id {anno!r} of {expr.key} has {n} entries but the video has "
+                f"{len(expr.frames)} frames; mask_dict.json and meta_expressions.json must "
+                "come from the same split"
+            )
+        out.append(rles)
+    return out
+
+
+def _decode(rle: object, where: str) -> np.ndarray:
+    """[H, W] uint8 0/1 from one COCO RLE (compressed string or uncompressed counts list)."""
+    try:
+        if not isinstance(rle, dict):
+            raise TypeError(f"expected an RLE object, got {type(rle).__name__}")
+        h, w = (int(v) for v in rle["size"])
+        if isinstance(rle["counts"], list):
+            rle = cocomask.frPyObjects(rle, h, w)
+        with warnings.catch_warnings():
+            # pycocotools 2.0.x under numpy 2 warns about __array__(copy=...) on every
+            # decode; harmless, and it would flood the log.
+            warnings.filterwarnings("ignore", "__array__ implementation", DeprecationWarning)
+            mask = cocomask.decode(rle)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{where}: not a valid COCO RLE ({exc})") from None
+    if mask.shape != (h, w):
+        raise InputError(f"{where}: RLE decodes to {mask.shape} but says size {[h, w]}")
+    return mask
+
+
+def expression_gt_from_mask_dict(
+    rles: Sequence[Sequence[RLE | None]],
+    key: str = "expression",
+    shape: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """Union over objects of their decoded RLEs, per frame.
+
+    Args:
+        rles: [n_objects][T] RLE or a falsy value (None) where the object is absent.
+        key: expression name for error messages.
+        shape: (H, W) to use when every entry is empty (no RLE gives a size);
+            ignored otherwise. Defaults to (1, 1) then; an all-empty ground truth
+            scores the same whatever its size against an empty prediction.
+
+    Returns:
+        bool [T, H, W].
+
+    Raises:
+        InputError: an RLE is malformed or the RLEs disagree on the frame size.
+    """
+    n_frames = len(rles[0]) if rles else 0
+    gt: np.ndarray | None = None
+    for obj, per_frame in enumerate(rles):
+        for t, rle in enumerate(per_frame):
+            if not rle:  # the official code skips falsy entries (None where absent)
+                continue
+            where = f"{key}: object {obj}, frame {t}"
+            mask = _decode(rle, where)
+            if gt is None:
+                gt = np.zeros((n_frames, *mask.shape), dtype=bool)
+            elif mask.shape != gt.shape[1:]:
+                raise InputError(
+                    f"{where}: ground-truth RLE is {mask.shape[0]}x{mask.shape[1]} (HxW) but "
+                    f"earlier ones are {gt.shape[1]}x{gt.shape[2]}"
+                )
+            np.logical_or(gt[t], mask, out=gt[t])
+    if gt is None:
+        gt = np.zeros((n_frames, *(shape or (1, 1))), dtype=bool)
+    return gt
+
+
+def gt_shape(rles: Sequence[Sequence[RLE | None]]) -> tuple[int, int] | None:
+    """(H, W) from the first non-empty RLE's ``size``, or None if all are empty or malformed."""
+    for per_frame in rles:
+        for rle in per_frame:
+            if rle:
+                try:
+                    h, w = (int(v) for v in rle["size"])
+                except (KeyError, TypeError, ValueError):
+                    return None  # decoding reports the bad RLE
+                return h, w
+    return None
+
+
+def read_mask_png(path: str) -> np.ndarray:
+    """A mask PNG read as the official evaluation reads it.
+
+    ``cv2.imread(path, cv2.IMREAD_GRAYSCALE) > 0`` (the official code stores the
+    gray image and its metrics apply ``astype(bool)``).
+
+    Returns:
+        bool [H, W].
+
+    Raises:
+        InputError: the file cannot be read as an image.
+    """
+    img = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
+    if img is None:
+        raise InputError(
+            f"{path}: cannot read this file as an image (corrupt, empty or not a PNG); "
+            "re-write it as a single-channel PNG with values 0/255"
+        )
+    return img > 0
+
+
+def read_predictions(
+    folder: str,
+    frames: Sequence[str],
+    shape: tuple[int, int],
+    allow_missing: bool = False,
+    what: str = "prediction",
+) -> np.ndarray:
+    """``<folder>/<frame>.png`` for each frame, as bool [T, H, W].
+
+    Args:
+        folder: the expression's folder, e.g. ``<pred>/<video>/<exp_id>``.
+        frames: frame stems [T].
+        shape: expected (H, W), the ground truth's size.
+        allow_missing: a missing file (or folder) gives an empty mask instead of
+            an error.
+        what: "prediction" or "ground truth", for messages.
+
+    Raises:
+        InputError: files are missing (listed), unreadable, or not H x W.
+    """
+    out = np.zeros((len(frames), *shape), dtype=bool)
+    missing = []
+    for t, frame in enumerate(frames):
+        path = os.path.join(folder, f"{frame}.png")
+        if not os.path.isfile(path):
+            missing.append(path)
+            continue
+        mask = read_mask_png(path)
+        if mask.shape != tuple(shape):
+            raise InputError(
+                f"{path}: {what} is {mask.shape[0]}x{mask.shape[1]} (HxW) but the ground truth "
+                f"is {shape[0]}x{shape[1]}; masks must have the video's size"
+            )
+        out[t] = mask
+    if missing and not allow_missing:
+        hint = "--allow-missing" if what == "prediction" else None
+        raise InputError(_missing_message(missing, what, hint))
+    return out
+
+
+def _missing_message(missing: Sequence[str], what: str, hint: str | None) -> str:
+    shown = ", ".join(missing[:MAX_LISTED])
+    more = f" and {len(missing) - MAX_LISTED} more" if len(missing) > MAX_LISTED else ""
+    msg = f"{len(missing)} {what} file(s)/folder(s) missing: {shown}{more}"
+    if hint:
+        msg += f"; write them, or pass {hint} to count them as empty masks"
+    return msg
+
+
+def find_missing_pngs(root: str, expressions: Iterable[Expression]) -> list[str]:
+    """Paths of ``<root>/<video>/<exp_id>/<frame>.png`` that do not exist.
+
+    A missing expression folder is reported once, as the folder (with a trailing
+    separator and its frame count), not frame by frame. Lists each folder once.
+    """
+    missing: list[str] = []
+    for expr in expressions:
+        folder = os.path.join(root, expr.video, expr.exp_id)
+        try:
+            present = set(os.listdir(folder))
+        except (FileNotFoundError, NotADirectoryError):
+            missing.append(f"{folder}{os.sep} (all {len(expr.frames)} frames)")
+            continue
+        missing.extend(
+            os.path.join(folder, f"{f}.png") for f in expr.frames if f"{f}.png" not in present
+        )
+    return missing
+
+
+def check_predictions_complete(pred: str, expressions: Sequence[Expression]) -> None:
+    """Raise InputError listing the first missing predicted PNGs and their count."""
+    missing = find_missing_pngs(pred, expressions)
+    if missing:
+        raise InputError(_missing_message(missing, "prediction", "--allow-missing"))
+
+
+def list_gt_videos(gt_dir: str) -> list[str]:
+    """Video folders of a PNG ground-truth folder ``<gt>/<video>/<exp_id>/<frame>.png``.
+
+    Raises:
+        InputError: the folder does not exist or a video name is not a plain name.
+    """
+    if not os.path.isdir(gt_dir):
+        raise InputError(f"{gt_dir}: ground-truth folder does not exist")
+    names = sorted(e.name for e in os.scandir(gt_dir) if e.is_dir())
+    return [check_name(n, "video", gt_dir) for n in names]
+
+
+def expression_gt_from_pngs(gt_dir: str, expr: Expression) -> np.ndarray:
+    """Ground truth of ``expr`` from ``<gt_dir>/<video>/<exp_id>/<frame>.png``.
+
+    Returns:
+        bool [T, H, W], the size of the first frame's PNG.
+
+    Raises:
+        InputError: a ground-truth PNG is missing (listed), unreadable, or not the
+            size of the first one.
+    """
+    folder = os.path.join(gt_dir, expr.video, expr.exp_id)
+    first = os.path.join(folder, f"{expr.frames[0]}.png")
+    if not os.path.isfile(first):
+        missing = find_missing_pngs(gt_dir, [expr])
+        raise InputError(_missing_message(missing, "ground truth", None))
+    shape = read_mask_png(first).shape
+    return read_predictions(folder, expr.frames, shape, allow_missing=False, what="ground truth")
