@@ -16,6 +16,8 @@ import os
 import queue
 from dataclasses import asdict, dataclass, field, replace
 
+import numpy as np
+
 from refine.dataset import MevisDataset
 from refine.errors import InputError
 from refine.mask_io import write_expression_masks, write_text_atomic
@@ -43,6 +45,7 @@ class BatchConfig:
     cache_mb: float | None = DEFAULT_CACHE_MB
     offload_cache: bool = False
     schedule: str = "lockstep"
+    evaluate: bool = False
 
     def settings(self) -> dict:
         """What determines the masks; a resumed run must match it."""
@@ -124,6 +127,7 @@ def process_video(cfg: BatchConfig, video: str, propagator, on_expression=None) 
             report.skipped.append(exp_id)
         else:
             todo.append(exp_id)
+    gt = VideoGroundTruth(cfg.data, video) if cfg.evaluate else None
     for result in refine_video(frames, stage1, propagator, cfg.params, todo):
         exp_id = result.exp_id
         write_expression_masks(cfg.out, video, exp_id, info.frame_names, result.fused)
@@ -132,11 +136,70 @@ def process_video(cfg: BatchConfig, video: str, propagator, on_expression=None) 
             "sentence": info.expressions.get(exp_id),
             **result.diagnostics(),
         }
+        if gt is not None:
+            marker["scores"] = {
+                stage: {"J": s.J, "F": s.F}
+                for stage, s in evaluate_result(result, gt.masks(exp_id)).items()
+            }
         write_text_atomic(marker_path(cfg.out, video, exp_id), json.dumps(marker))
         report.written.append(exp_id)
         if on_expression is not None:
             on_expression(video, exp_id)
     return report
+
+
+class VideoGroundTruth:
+    """Ground truth of one video's expressions from the data set's mask_dict.json."""
+
+    def __init__(self, data: str, video: str) -> None:
+        from refine.ground_truth import load_mask_dict, load_meta_expressions
+
+        path = os.path.join(data, "mask_dict.json")
+        if not os.path.isfile(path):
+            raise InputError(f"{path}: --eval needs a labelled split (mask_dict.json)")
+        meta = os.path.join(data, "meta_expressions.json")
+        self.expressions = {e.exp_id: e for e in load_meta_expressions(meta) if e.video == video}
+        self.mask_dict = load_mask_dict(path)
+        self.source = path
+
+    def masks(self, exp_id: str):
+        """[T, H, W] bool ground truth of ``exp_id``."""
+        from refine.ground_truth import expression_gt_from_mask_dict, rles_for_expression
+
+        expr = self.expressions[exp_id]
+        rles = rles_for_expression(self.mask_dict, expr, self.source)
+        return expression_gt_from_mask_dict(rles, expr.key)
+
+
+def evaluate_result(result, gt):
+    """J and F of the stage-1, SAM2 and fused masks of one ExpressionResult against ``gt``."""
+    from refine.metrics import evaluate_stages
+
+    if gt.shape[1:] == (1, 1) and result.fused.shape[1:] != (1, 1):  # GT empty everywhere
+        gt = np.zeros_like(result.fused)
+    return evaluate_stages(
+        gt, {"stage1": result.stage1, "sam2": result.sam2, "fused": result.fused}
+    )
+
+
+def summarize_scores(out: str, videos: list[str]) -> dict:
+    """Per-stage J, F, J&F (percent) over the markers of ``videos`` that hold scores."""
+    from refine.metrics import ExpressionScore, summarize
+
+    per_stage: dict[str, dict[str, ExpressionScore]] = {}
+    for video in videos:
+        folder = os.path.join(out, MARKER_DIR, video)
+        if not os.path.isdir(folder):
+            continue
+        for name in sorted(os.listdir(folder)):
+            if not name.endswith(".json"):
+                continue
+            with open(os.path.join(folder, name), encoding="utf-8") as f:
+                marker = json.load(f)
+            for stage, s in marker.get("scores", {}).items():
+                key = f"{video}/{name[: -len('.json')]}"
+                per_stage.setdefault(stage, {})[key] = ExpressionScore(s["J"], s["F"])
+    return {stage: summarize(scores) for stage, scores in per_stage.items()}
 
 
 def make_propagator(cfg: BatchConfig):

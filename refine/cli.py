@@ -48,6 +48,11 @@ def _add_run(sub) -> None:
     p.add_argument("--prompt", default="mask", choices=PROMPT_KINDS)
     p.add_argument("--resume", action="store_true", help="skip expressions already complete")
     p.add_argument(
+        "--eval",
+        action="store_true",
+        help="score stage-1, SAM2 and fused masks against the data set's mask_dict.json",
+    )
+    p.add_argument(
         "--cache-mb", type=float, default=DEFAULT_CACHE_MB, help="frame-feature cache bound in MB"
     )
     p.add_argument(
@@ -110,13 +115,16 @@ def cmd_run(args) -> int:
         args.out,
         spec,
         params,
-        args.precision,
-        args.resume,
-        args.cache_mb,
-        args.offload_cache,
-        args.schedule,
+        precision=args.precision,
+        resume=args.resume,
+        cache_mb=args.cache_mb,
+        offload_cache=args.offload_cache,
+        schedule=args.schedule,
+        evaluate=args.eval,
     )
     reports = run_batch(cfg, args.videos, devices)
+    if args.eval:
+        _print_eval(cfg, [r.video for r in reports if not r.error])
     written = sum(len(r.written) for r in reports)
     skipped = sum(len(r.skipped) for r in reports)
     errors = [r for r in reports if r.error]
@@ -129,6 +137,25 @@ def cmd_run(args) -> int:
     if spec.random_weights:
         print(RANDOM_WEIGHTS_WARNING, file=sys.stderr)
     return 1 if errors else 0
+
+
+def _print_eval(cfg, videos: list[str]) -> None:
+    import json
+    import os
+
+    from refine.batch import MARKER_DIR, summarize_scores
+
+    summary = summarize_scores(cfg.out, videos)
+    if not summary:
+        return
+    print(f"{'stage':<8}{'J':>8}{'F':>8}{'J&F':>8}")
+    for stage in ("stage1", "sam2", "fused"):
+        s = summary[stage]
+        print(f"{stage:<8}{s['J']:>8.2f}{s['F']:>8.2f}{s['J&F']:>8.2f}")
+    path = os.path.join(cfg.out, MARKER_DIR, "eval.json")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(summary, f, indent=1)
+    print(f"per-expression scores: {path}", file=sys.stderr)
 
 
 def _add_convert(sub) -> None:

@@ -286,3 +286,23 @@ def test_save_is_atomic_on_existing_output(tmp_path):
     s1 = load_stage1_npz(f"{EXAMPLES}/stage1/ball.npz")
     save_stage1_npz(str(tmp_path / "a.npz"), s1)
     assert os.listdir(tmp_path) == ["a.npz"]
+
+
+def test_run_eval_scores_match_evaluate_on_the_written_pngs(data, tmp_path, capsys):
+    from refine.batch import summarize_scores
+
+    out = tmp_path / "out"
+    run_batch(_cfg(data, out, evaluate=True), None, ["cpu"], StaticPropagator())
+    summary = summarize_scores(str(out), ["ball", "birds"])
+    assert set(summary) == {"stage1", "sam2", "fused"}
+    assert main(["evaluate", "--data", str(data), "--pred", str(out), "--json",
+                 str(tmp_path / "e.json")]) == 0
+    official = json.loads((tmp_path / "e.json").read_text())
+    ours = summary["fused"]["per_expression"]
+    assert sorted(ours) == sorted(official["per_expression"])
+    for key, s in official["per_expression"].items():
+        assert ours[key] == pytest.approx(s, abs=1e-9), key
+    assert summary["fused"]["J&F"] == pytest.approx(official["J&F"])
+    # the static fake loses the moving birds: fusion must beat SAM2 alone on birds/0
+    per = summary["fused"]["per_expression"]["birds/0"]
+    assert per["J"] > summary["sam2"]["per_expression"]["birds/0"]["J"]
