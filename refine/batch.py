@@ -228,6 +228,10 @@ def _run_videos(
                 reports.append(process_video(cfg, video, propagator, lambda v, e: bar.update(1)))
             except InputError as err:
                 reports.append(VideoReport(video, error=str(err)))
+            except (RuntimeError, MemoryError, OSError) as err:
+                # e.g. CUDA out of memory on one long video: report it, go on with the rest
+                log.exception("video %s failed", video)
+                reports.append(VideoReport(video, error=f"{video}: {type(err).__name__}: {err}"))
     return reports
 
 

@@ -295,8 +295,20 @@ def test_run_eval_scores_match_evaluate_on_the_written_pngs(data, tmp_path, caps
     run_batch(_cfg(data, out, evaluate=True), None, ["cpu"], StaticPropagator())
     summary = summarize_scores(str(out), ["ball", "birds"])
     assert set(summary) == {"stage1", "sam2", "fused"}
-    assert main(["evaluate", "--data", str(data), "--pred", str(out), "--json",
-                 str(tmp_path / "e.json")]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--data",
+                str(data),
+                "--pred",
+                str(out),
+                "--json",
+                str(tmp_path / "e.json"),
+            ]
+        )
+        == 0
+    )
     official = json.loads((tmp_path / "e.json").read_text())
     ours = summary["fused"]["per_expression"]
     assert sorted(ours) == sorted(official["per_expression"])
@@ -306,3 +318,33 @@ def test_run_eval_scores_match_evaluate_on_the_written_pngs(data, tmp_path, caps
     # the static fake loses the moving birds: fusion must beat SAM2 alone on birds/0
     per = summary["fused"]["per_expression"]["birds/0"]
     assert per["J"] > summary["sam2"]["per_expression"]["birds/0"]["J"]
+
+
+class FailingOnce(StaticPropagator):
+    """A fake that runs out of memory on its first video, then works."""
+
+    failed = False
+
+    def track(self, frames, prompt_sets, progress=None):
+        if not self.failed:
+            self.failed = True
+            raise RuntimeError("CUDA out of memory (simulated)")
+        yield from super().track(frames, prompt_sets, progress)
+
+
+def test_batch_keeps_going_when_a_video_fails(data, tmp_path):
+    def nan(a):
+        a["0/scores"] = a["0/scores"].copy()
+        a["0/scores"][0, 0] = np.nan
+
+    edit_npz(data / "stage1/ball.npz", nan)
+    out = tmp_path / "out"
+    reports = {r.video: r for r in run_batch(_cfg(data, out), None, ["cpu"], StaticPropagator())}
+    assert "NaN" in reports["ball"].error and reports["birds"].written == ["0", "1"]
+    assert (out / "birds/1/00011.png").exists() and not (out / "ball").exists()
+    shutil.copy(f"{EXAMPLES}/stage1/ball.npz", data / "stage1/ball.npz")
+    reports = {
+        r.video: r for r in run_batch(_cfg(data, tmp_path / "o2"), None, ["cpu"], FailingOnce())
+    }
+    assert "RuntimeError: CUDA out of memory" in reports["ball"].error
+    assert reports["birds"].error is None and reports["birds"].written == ["0", "1"]
