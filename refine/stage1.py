@@ -11,6 +11,7 @@ import itertools
 import json
 import os
 import zipfile
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -101,9 +102,11 @@ def validate_expression(
 def _read_array(data: Mapping, key: str, source: str) -> np.ndarray:
     try:
         return data[key]
-    except ValueError as err:  # object arrays need pickle
-        raise InputError(f"{source}: entry {key!r} holds Python objects; {PICKLE_HINT}") from err
-    except (OSError, zipfile.BadZipFile, EOFError) as err:
+    except ValueError as err:
+        if "allow_pickle" in str(err):  # an object array: loading it would unpickle
+            raise InputError(f"{source}: entry {key!r} holds Python objects; {PICKLE_HINT}") from err
+        raise InputError(f"{source}: entry {key!r} is not a valid array ({err})") from err
+    except (OSError, zipfile.BadZipFile, EOFError, zlib.error) as err:
         raise InputError(f"{source}: entry {key!r} is unreadable ({err})") from err
 
 
