@@ -1,0 +1,1 @@
+"""The Gradio app of refine: layout, callbacks and session wiring (UI only)."""

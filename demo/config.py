@@ -1,0 +1,137 @@
+"""Command-line and environment settings of the app (no Gradio, no torch)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from refine.errors import InputError
+from refine.models import MODEL_SIZES
+
+IMAGE_SIZE_ENV = "REFINE_APP_IMAGE_SIZE"
+EXAMPLES_ROOT = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "data"
+)
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """How the app is served and what it offers.
+
+    image_size: SAM2 input size override (a multiple of 32; small values make CPU runs fast,
+    for tests); random_weights: the weights choice the page opens with;
+    fake_sam2: replace SAM2 by refine.testing.StaticPropagator (UI tests: each object's mask
+    is its prompt on every frame); propagator_factory: ModelSpec → propagator, replacing SAM2
+    (tests); None uses SAM2 (or the fake with ``fake_sam2``).
+    """
+
+    host: str = "127.0.0.1"
+    port: int | None = None
+    mevis_root: str | None = None
+    stage1_dir: str | None = None
+    examples_root: str = EXAMPLES_ROOT
+    model_size: str = "large"
+    random_weights: bool = False
+    image_size: int | None = None
+    concurrency: int = 1
+    fake_sam2: bool = False
+    propagator_factory: Callable | None = None
+
+    def __post_init__(self) -> None:
+        if self.model_size not in MODEL_SIZES:
+            raise InputError(f"--model-size {self.model_size!r} is not one of {list(MODEL_SIZES)}")
+        if self.image_size is not None and (self.image_size <= 0 or self.image_size % 32):
+            raise InputError(
+                f"SAM2 image size {self.image_size} (--image-size or ${IMAGE_SIZE_ENV}) must be "
+                "a positive multiple of 32"
+            )
+        if self.concurrency < 1:
+            raise InputError(f"--concurrency must be at least 1, got {self.concurrency}")
+        if self.mevis_root is not None and not os.path.isdir(self.mevis_root):
+            raise InputError(f"--mevis-root {self.mevis_root}: folder does not exist")
+        if self.stage1_dir is not None and self.mevis_root is None:
+            raise InputError("--stage1-dir needs --mevis-root (the data set it belongs to)")
+
+    @property
+    def dataset_stage1_dir(self) -> str | None:
+        """Stage-1 folder of the data set: --stage1-dir, else <mevis-root>/stage1."""
+        if self.mevis_root is None:
+            return None
+        return self.stage1_dir or os.path.join(self.mevis_root, "stage1")
+
+
+def _image_size_from_env() -> int | None:
+    raw = os.environ.get(IMAGE_SIZE_ENV, "").strip()
+    if not raw:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise InputError(f"${IMAGE_SIZE_ENV}={raw!r} is not an integer") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python app.py",
+        description="Inspect SAM2 enhancement and conditional fusion of RVOS results.",
+    )
+    p.add_argument(
+        "--host",
+        default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        help="address to serve on (default: $GRADIO_SERVER_NAME, else 127.0.0.1)",
+    )
+    p.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="port (default: $GRADIO_SERVER_PORT, else 7860 or the next free one)",
+    )
+    p.add_argument("--mevis-root", metavar="DIR", help="MeViS-layout data set to browse")
+    p.add_argument(
+        "--stage1-dir", metavar="DIR", help="stage-1 results of that data set (default DIR/stage1)"
+    )
+    p.add_argument(
+        "--model-size",
+        default="large",
+        choices=list(MODEL_SIZES),
+        help="SAM2.1 size selected at start",
+    )
+    p.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="select untrained SAM2 at start (masks are meaningless; for trying the software)",
+    )
+    p.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"SAM2 input size, a multiple of 32 (default: the model's; also ${IMAGE_SIZE_ENV})",
+    )
+    p.add_argument(
+        "--concurrency", type=int, default=1, help="SAM2 runs at the same time, across users"
+    )
+    p.add_argument(
+        "--fake-sam2",
+        action="store_true",
+        help="UI test mode: no SAM2; each object's mask is its stage-1 prompt on every frame",
+    )
+    return p
+
+
+def parse_args(argv: Sequence[str] | None = None) -> AppConfig:
+    """AppConfig from command-line arguments (and $REFINE_APP_IMAGE_SIZE)."""
+    args = build_parser().parse_args(argv)
+    return AppConfig(
+        host=args.host,
+        port=args.port,
+        mevis_root=args.mevis_root,
+        stage1_dir=args.stage1_dir,
+        model_size=args.model_size,
+        random_weights=args.random_weights,
+        image_size=args.image_size if args.image_size is not None else _image_size_from_env(),
+        concurrency=args.concurrency,
+        fake_sam2=args.fake_sam2,
+    )

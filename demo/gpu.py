@@ -1,0 +1,69 @@
+"""The app's one GPU entry point: SAM2 tracking of one expression.
+
+On Hugging Face Spaces (where the ``spaces`` package is installed) :func:`track_expression`
+is wrapped in ``spaces.GPU`` so that ZeroGPU hardware attaches a GPU for the call; elsewhere
+it is a plain function. torch and sam2 are imported only when it first runs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+
+from refine.frames import FrameSource
+from refine.models import ModelSpec
+from refine.pipeline import ExpressionResult, RefineParams, refine_expression
+from refine.session import ProgressFn, Tracker
+from refine.stage1 import ExpressionStage1
+
+GPU_DURATION_S = 240
+
+
+def track_expression(
+    frames: FrameSource,
+    exp_id: str,
+    exp: ExpressionStage1,
+    params: RefineParams,
+    spec: ModelSpec,
+    progress: ProgressFn,
+) -> ExpressionResult:
+    """Selection, prompts, SAM2 propagation and fusion of one expression with SAM2 ``spec``
+    (the predictor is built once per process and spec)."""
+    from refine.propagation import Sam2Propagator
+
+    return refine_expression(exp_id, exp, frames, Sam2Propagator(spec), params, progress)
+
+
+if importlib.util.find_spec("spaces") is not None:  # Hugging Face Spaces only
+    import spaces
+
+    track_expression = spaces.GPU(duration=GPU_DURATION_S)(track_expression)
+
+
+def make_tracker(propagator_factory: Callable | None = None) -> Tracker:
+    """The tracker the app uses: SAM2 through :func:`track_expression`, or, for tests, the
+    propagators that ``propagator_factory(spec)`` returns."""
+    if propagator_factory is None:
+        return track_expression
+
+    def track(frames, exp_id, exp, params, spec, progress):
+        propagator = propagator_factory(spec)
+        return refine_expression(exp_id, exp, frames, propagator, params, progress)
+
+    return track
+
+
+def resolve_device(device: str) -> str:
+    """``"auto"`` → the first device that exists (cuda:0, else mps, else cpu); imports torch."""
+    if device != "auto":
+        return device
+    from refine.models import available_devices
+
+    return available_devices()[0]
+
+
+def device_choices() -> list[str]:
+    """Devices that exist here (imports torch): cuda:0 …, mps, cpu."""
+    from refine.models import available_devices
+
+    return available_devices()

@@ -1,0 +1,382 @@
+"""Uploaded files → arrays: video files, zips of frames, zips of PNG masks.
+
+Every reader bounds what an upload can cost before decoding it:
+
+* video files (mp4, webm, mov, …) are decoded with imageio-ffmpeg's bundled ffmpeg,
+  up to :data:`MAX_FRAMES` frames and :data:`MAX_DECODED_BYTES` of RGB;
+* zips are never extracted to disk. Their entries are checked first (no absolute
+  paths, no ``..``, no backslashes or NUL, no symlinks; at most ``max_entries``
+  entries, ``max_total_bytes`` uncompressed and a compression ratio of
+  ``max_ratio`` for large entries), then only image entries are read, in memory, each
+  bounded by its declared size, and decoded with PIL after checking its pixel count.
+
+Anything wrong is an :class:`~refine.errors.InputError` that names the file and entry.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import stat
+import zipfile
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from refine.errors import InputError
+from refine.names import check_name, sort_frame_stems
+
+log = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".m4v", ".mkv", ".avi")
+FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png")
+MASK_EXTENSIONS = (".png",)
+MAX_FRAMES = 2000
+MAX_DECODED_BYTES = 3 * 2**30
+MAX_FRAME_PIXELS = 4096 * 4096
+_RATIO_MIN_BYTES = 2**20  # entries smaller than this are not ratio-checked
+_JUNK_PREFIXES = ("__MACOSX", ".")
+
+
+@dataclass(frozen=True)
+class ZipLimits:
+    """Bounds on a zip upload: entry count, total uncompressed bytes, compression ratio."""
+
+    max_entries: int = 20_000
+    max_total_bytes: int = 2 * 2**30
+    max_ratio: float = 200.0
+
+
+DEFAULT_ZIP_LIMITS = ZipLimits()
+
+
+@dataclass(frozen=True)
+class DecodedVideo:
+    """Frames of an uploaded video: ``frames`` uint8 [T, H, W, 3], ``frame_names`` [T]
+    (file stems for a zip of frames, ``00000``… for a video file) and ``fps`` (None for
+    frame zips)."""
+
+    frames: np.ndarray
+    frame_names: list[str]
+    fps: float | None
+
+
+@dataclass(frozen=True)
+class MaskSet:
+    """Masks of a zip ``<exp_id>/<frame>.png``: ``masks`` {exp_id: bool [T, H, W]} and the
+    frame stems [T] in integer order (the same for every expression)."""
+
+    masks: dict[str, np.ndarray]
+    frame_names: list[str]
+
+
+def is_zip_path(path: str) -> bool:
+    """True when ``path`` names a .zip file (by extension)."""
+    return os.path.splitext(path)[1].lower() == ".zip"
+
+
+def read_video(path: str, limits: ZipLimits = DEFAULT_ZIP_LIMITS) -> DecodedVideo:
+    """A video file or a zip of JPEG/PNG frames, chosen by the file extension."""
+    ext = os.path.splitext(path)[1].lower()
+    if ext == ".zip":
+        return read_frames_zip(path, limits)
+    if ext in VIDEO_EXTENSIONS:
+        return read_video_file(path)
+    raise InputError(
+        f"{os.path.basename(path)}: unsupported video upload {ext or '(no extension)'!r}; "
+        f"upload a video ({', '.join(VIDEO_EXTENSIONS)}) or a .zip of JPEG/PNG frames"
+    )
+
+
+def read_video_file(
+    path: str, max_frames: int = MAX_FRAMES, max_bytes: int = MAX_DECODED_BYTES
+) -> DecodedVideo:
+    """Decode every frame of a video file with ffmpeg: uint8 [T, H, W, 3] RGB.
+
+    Frames are named ``00000``, ``00001``, … Raises InputError for unreadable files,
+    videos without frames, or more than ``max_frames`` frames / ``max_bytes`` of RGB.
+    """
+    import imageio_ffmpeg
+
+    name = os.path.basename(path)
+    if not os.path.isfile(path):
+        raise InputError(f"{name}: video file does not exist")
+    reader = imageio_ffmpeg.read_frames(path)
+    try:
+        try:
+            meta = next(reader)
+        except (RuntimeError, OSError, StopIteration) as err:
+            raise InputError(f"{name}: ffmpeg cannot read this video ({_short(err)})") from err
+        width, height = (int(v) for v in meta["size"])
+        frame_bytes = width * height * 3
+        if width <= 0 or height <= 0 or width * height > MAX_FRAME_PIXELS:
+            raise InputError(
+                f"{name}: frame size {width}x{height} is not supported "
+                f"(at most {MAX_FRAME_PIXELS} pixels per frame); resize the video"
+            )
+        frames = []
+        try:
+            for raw in reader:
+                if len(frames) >= max_frames or (len(frames) + 1) * frame_bytes > max_bytes:
+                    raise InputError(
+                        f"{name}: video is too long (more than {len(frames)} frames of "
+                        f"{width}x{height}; limits: {max_frames} frames, "
+                        f"{max_bytes // 2**20} MiB decoded); trim it or lower its resolution"
+                    )
+                frames.append(np.frombuffer(raw, np.uint8).reshape(height, width, 3))
+        except (RuntimeError, OSError) as err:
+            raise InputError(f"{name}: ffmpeg failed while decoding ({_short(err)})") from err
+    finally:
+        reader.close()
+    if not frames:
+        raise InputError(f"{name}: the video has no frames")
+    fps = float(meta.get("fps") or 0) or None
+    names = [f"{t:05d}" for t in range(len(frames))]
+    return DecodedVideo(np.stack(frames), names, fps)
+
+
+def read_frames_zip(path: str, limits: ZipLimits = DEFAULT_ZIP_LIMITS) -> DecodedVideo:
+    """Frames from a zip of ``<frame>.jpg``/``.png`` files (at its root or in one folder).
+
+    Stems must be integers (``00000.jpg`` …); frames are ordered by their integer value
+    and must all have the first frame's size. Returns uint8 [T, H, W, 3] RGB.
+    """
+    name = os.path.basename(path)
+    with _open_zip(path) as zf:
+        entries = _image_entries(zf, limits, name, FRAME_EXTENSIONS)
+        parents = {p.parent for _, p in entries}
+        if len(parents) != 1:
+            shown = sorted(str(p) for p in parents)[:4]
+            raise InputError(
+                f"{name}: frames must lie at the zip's root or in one folder, found folders "
+                f"{shown}; zip the frame files of one video only"
+            )
+        by_stem: dict[str, zipfile.ZipInfo] = {}
+        for info, p in entries:
+            if p.stem in by_stem:
+                raise InputError(f"{name}: two frames are named {p.stem!r} (e.g. .jpg and .png)")
+            by_stem[p.stem] = info
+        stems = sort_frame_stems(by_stem, name)
+        if len(stems) > MAX_FRAMES:
+            raise InputError(f"{name}: {len(stems)} frames; at most {MAX_FRAMES} are supported")
+        first = _decode_image(zf, by_stem[stems[0]], name, "RGB")
+        h, w = first.shape[:2]
+        if len(stems) * h * w * 3 > MAX_DECODED_BYTES:
+            raise InputError(
+                f"{name}: {len(stems)} frames of {w}x{h} exceed "
+                f"{MAX_DECODED_BYTES // 2**20} MiB decoded; use fewer or smaller frames"
+            )
+        frames = np.empty((len(stems), h, w, 3), np.uint8)
+        frames[0] = first
+        for t, stem in enumerate(stems[1:], start=1):
+            img = _decode_image(zf, by_stem[stem], name, "RGB")
+            if img.shape[:2] != (h, w):
+                raise InputError(
+                    f"{name}: frame {by_stem[stem].filename!r} is {img.shape[1]}x{img.shape[0]} "
+                    f"but the first frame is {w}x{h}; all frames must have one size"
+                )
+            frames[t] = img
+    return DecodedVideo(frames, stems, None)
+
+
+def read_masks_zip(
+    path: str, limits: ZipLimits = DEFAULT_ZIP_LIMITS, what: str = "masks"
+) -> MaskSet:
+    """PNG masks ``<exp_id>/<frame>.png`` (optionally all inside one top folder).
+
+    A pixel is foreground when non-zero (any channel). Every expression must have the
+    same frames, all of one size. Returns {exp_id: bool [T, H, W]} and the frame stems.
+    """
+    name = os.path.basename(path)
+    with _open_zip(path) as zf:
+        entries = _image_entries(zf, limits, name, MASK_EXTENSIONS)
+        depths = {len(p.parts) for _, p in entries}
+        tops = {p.parts[0] for _, p in entries}
+        if depths == {3} and len(tops) == 1:
+            entries = [(i, PurePosixPath(*p.parts[1:])) for i, p in entries]
+        elif depths != {2}:
+            raise InputError(
+                f"{name}: {what} must be laid out as <exp_id>/<frame>.png (optionally inside "
+                f"one folder), found e.g. {entries[0][1]!s}"
+            )
+        per_exp: dict[str, dict[str, zipfile.ZipInfo]] = {}
+        for info, p in entries:
+            exp_id = check_name(p.parts[0], "exp_id", name)
+            per_exp.setdefault(exp_id, {})[p.stem] = info
+        exp_ids = sorted(per_exp, key=lambda e: (0, int(e)) if e.isdigit() else (1, e))
+        stems = sort_frame_stems(per_exp[exp_ids[0]], name)
+        for exp_id in exp_ids[1:]:
+            if set(per_exp[exp_id]) != set(stems):
+                other = sorted(set(per_exp[exp_id]) ^ set(stems))[:5]
+                raise InputError(
+                    f"{name}: expression {exp_id!r} and {exp_ids[0]!r} cover different frames "
+                    f"(e.g. {other}); every <exp_id>/ folder needs one PNG per frame"
+                )
+        if len(stems) * len(exp_ids) > limits.max_entries:
+            raise InputError(f"{name}: too many masks ({len(stems)} frames x {len(exp_ids)})")
+        masks: dict[str, np.ndarray] = {}
+        size: tuple[int, int] | None = None
+        for exp_id in exp_ids:
+            stack = None
+            for t, stem in enumerate(stems):
+                info = per_exp[exp_id][stem]
+                m = _decode_mask(zf, info, name)
+                size = size or m.shape
+                if m.shape != size:
+                    raise InputError(
+                        f"{name}: {info.filename!r} is {m.shape[1]}x{m.shape[0]} but the first "
+                        f"mask is {size[1]}x{size[0]}; masks must have the video's size"
+                    )
+                if stack is None:
+                    stack = np.zeros((len(stems), *size), dtype=bool)
+                stack[t] = m
+            masks[exp_id] = stack
+    return MaskSet(masks, stems)
+
+
+def check_zip_member_name(filename: str, source: str) -> PurePosixPath:
+    """The entry's path if it is a safe relative path, else InputError.
+
+    Rejects absolute paths (``/x``, ``C:x``), backslashes, NUL and ``..`` components:
+    names that could point outside an extraction folder (zip-slip).
+    """
+    bad = (
+        not filename
+        or "\x00" in filename
+        or "\\" in filename
+        or filename.startswith("/")
+        or (len(filename) > 1 and filename[1] == ":")
+    )
+    parts = PurePosixPath(filename).parts
+    if bad or any(p in ("..", ".") for p in parts):
+        raise InputError(
+            f"{source}: zip entry {filename!r} is not a safe relative path (absolute, '..', "
+            "backslash or NUL); re-create the zip from the folder itself"
+        )
+    return PurePosixPath(*parts)
+
+
+def _open_zip(path: str) -> zipfile.ZipFile:
+    name = os.path.basename(path)
+    if not os.path.isfile(path):
+        raise InputError(f"{name}: zip file does not exist")
+    try:
+        return zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as err:
+        raise InputError(f"{name}: not a readable zip file ({err})") from err
+
+
+def _is_symlink(info: zipfile.ZipInfo) -> bool:
+    return stat.S_ISLNK(info.external_attr >> 16)
+
+
+def _checked_entries(
+    zf: zipfile.ZipFile, limits: ZipLimits, source: str
+) -> list[tuple[zipfile.ZipInfo, PurePosixPath]]:
+    """All file entries, after checking names, links, count, sizes and ratios."""
+    infos = zf.infolist()
+    if len(infos) > limits.max_entries:
+        raise InputError(
+            f"{source}: the zip has {len(infos)} entries; at most {limits.max_entries} allowed"
+        )
+    total = 0
+    out = []
+    for info in infos:
+        p = check_zip_member_name(info.filename, source)
+        if _is_symlink(info):
+            raise InputError(
+                f"{source}: zip entry {info.filename!r} is a symbolic link; links are not "
+                "accepted, zip the files themselves"
+            )
+        if info.is_dir():
+            continue
+        total += info.file_size
+        if total > limits.max_total_bytes:
+            raise InputError(
+                f"{source}: the zip holds more than {limits.max_total_bytes // 2**20} MiB "
+                "uncompressed; upload a smaller clip"
+            )
+        if info.file_size > _RATIO_MIN_BYTES:
+            ratio = info.file_size / max(info.compress_size, 1)
+            if ratio > limits.max_ratio:
+                raise InputError(
+                    f"{source}: zip entry {info.filename!r} expands {ratio:.0f}x (limit "
+                    f"{limits.max_ratio:.0f}x); this looks like a zip bomb"
+                )
+        out.append((info, p))
+    return out
+
+
+def _image_entries(
+    zf: zipfile.ZipFile, limits: ZipLimits, source: str, extensions: tuple[str, ...]
+) -> list[tuple[zipfile.ZipInfo, PurePosixPath]]:
+    """Checked entries with an image extension; junk (``__MACOSX/``, dotfiles) and other
+    files are left out (logged)."""
+    used, ignored = [], []
+    for info, p in _checked_entries(zf, limits, source):
+        if any(part.startswith(_JUNK_PREFIXES) for part in p.parts):
+            continue
+        if p.suffix.lower() in extensions:
+            check_name(p.stem, "frame", source)
+            used.append((info, p))
+        else:
+            ignored.append(info.filename)
+    if ignored:
+        log.info("%s: ignoring %d non-image entries, e.g. %s", source, len(ignored), ignored[:3])
+    if not used:
+        raise InputError(
+            f"{source}: no {'/'.join(e.lstrip('.') for e in extensions)} files in the zip"
+        )
+    return used
+
+
+def _read_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, source: str) -> bytes:
+    try:
+        with zf.open(info) as f:
+            data = f.read(info.file_size + 1)
+    except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError) as err:
+        raise InputError(f"{source}: zip entry {info.filename!r} is unreadable ({err})") from err
+    if len(data) > info.file_size:
+        raise InputError(f"{source}: zip entry {info.filename!r} is larger than it declares")
+    return data
+
+
+def _open_image(zf: zipfile.ZipFile, info: zipfile.ZipInfo, source: str) -> Image.Image:
+    data = _read_entry(zf, info, source)
+    try:
+        img = Image.open(io.BytesIO(data))
+    except (UnidentifiedImageError, OSError) as err:
+        raise InputError(f"{source}: {info.filename!r} is not a readable image ({err})") from err
+    w, h = img.size
+    if w * h > MAX_FRAME_PIXELS:
+        raise InputError(
+            f"{source}: {info.filename!r} is {w}x{h}; at most {MAX_FRAME_PIXELS} pixels per image"
+        )
+    return img
+
+
+def _decode_image(zf: zipfile.ZipFile, info: zipfile.ZipInfo, source: str, mode: str):
+    img = _open_image(zf, info, source)
+    try:
+        return np.asarray(img.convert(mode))
+    except OSError as err:
+        raise InputError(f"{source}: {info.filename!r} cannot be decoded ({err})") from err
+
+
+def _decode_mask(zf: zipfile.ZipFile, info: zipfile.ZipInfo, source: str) -> np.ndarray:
+    img = _open_image(zf, info, source)
+    try:
+        arr = np.asarray(img)
+    except OSError as err:
+        raise InputError(f"{source}: {info.filename!r} cannot be decoded ({err})") from err
+    if arr.ndim == 3:
+        arr = arr.max(axis=2)
+    return arr > 0
+
+
+def _short(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[-1][:200] if text else type(err).__name__

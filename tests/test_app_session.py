@@ -1,0 +1,245 @@
+"""refine.session: cached SAM2 runs, live re-fusion, uploads, ranking (fake propagator)."""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from demo.config import EXAMPLES_ROOT
+from demo.gpu import make_tracker
+from refine.errors import InputError
+from refine.fusion import fuse
+from refine.models import ModelSpec
+from refine.overlay import Mp4Writer
+from refine.session import (
+    DataSource,
+    RunCancelled,
+    RunSettings,
+    Session,
+    case_from_upload,
+    rank_rows,
+)
+from refine.testing import StaticPropagator
+
+EXAMPLES = DataSource("examples", EXAMPLES_ROOT, os.path.join(EXAMPLES_ROOT, "stage1"))
+SETTINGS = RunSettings(ModelSpec("tiny", "cpu", random_weights=True), 0.275, "mask")
+
+
+@pytest.fixture
+def prop():
+    return StaticPropagator()
+
+
+@pytest.fixture
+def session(tmp_path):
+    s = Session(workdir=str(tmp_path / "work"))
+    yield s
+    s.close()
+
+
+def _open(session: Session, video: str, exp_id: str) -> None:
+    session.open_case(EXAMPLES.load_case(video), exp_id)
+
+
+def test_refuse_uses_cached_masks_and_matches_fuse(session, prop):
+    _open(session, "birds", "0")
+    assert session.run is None and session.mask("fused", 0) is None
+    run = session.run_sam2(SETTINGS, make_tracker(lambda spec: prop))
+    assert len(prop.calls) == 1 and session.sam2_runs == 1
+    assert session.decision.multi  # birds/0: the union branch
+    r = run.result
+    np.testing.assert_array_equal(run.fused(session.decision), r.sam2 | r.stage1)
+    union_overlay = session.overlay("fused", 6)
+    assert (r.stage1[6] & ~r.sam2[6]).any()  # on frame 6 the union adds stage-1 pixels
+    for rho, v in [(0, Fraction(1, 2)), (1, 0), (Fraction(1, 3), Fraction(9, 10)), (0.5, 0.25)]:
+        session.set_fusion(rho, v)
+        expected, decision = fuse(r.stage1, r.sam2, rho, v)
+        d = session.decision
+        assert (d.valid, d.shrunk, d.multi) == (decision.valid, decision.shrunk, decision.multi)
+        np.testing.assert_array_equal(run.fused(session.decision), expected)
+        for t in (0, 6, 11):
+            np.testing.assert_array_equal(session.mask("fused", t), expected[t])
+    session.set_fusion(0, Fraction(1, 2))
+    assert not session.decision.multi  # ρ = 0: no frame can be "shrunk"
+    np.testing.assert_array_equal(session.mask("fused", 6), r.sam2[6])
+    assert not np.array_equal(session.overlay("fused", 6), union_overlay)
+    assert len(prop.calls) == 1  # no SAM2 call for any of the re-fusions
+    with pytest.raises(InputError, match="area ratio"):
+        session.set_fusion(1.5, 0.5)
+
+
+def test_runs_are_cached_per_settings(session, prop):
+    track = make_tracker(lambda spec: prop)
+    _open(session, "birds", "0")
+    first = session.run_sam2(SETTINGS, track)
+    assert session.run_sam2(SETTINGS, track) is first and len(prop.calls) == 1
+    other = RunSettings(SETTINGS.spec, 0.5, "mask")
+    session.run_sam2(other, track)
+    assert len(prop.calls) == 2 and session.run.settings == other
+    session.select_expression("1")
+    assert session.run is None
+    session.select_expression("0")  # the latest cached run of expression 0
+    assert session.run.settings == other
+    session.select_expression("0", SETTINGS)
+    assert session.run is first
+
+
+def test_no_kept_query_means_no_sam2(session, prop):
+    _open(session, "ball", "1")
+    run = session.run_sam2(SETTINGS, make_tracker(lambda spec: prop))
+    assert prop.calls == [] and session.sam2_runs == 0
+    assert len(run.result.kept) == 0 and not run.fused(session.decision).any()
+
+
+def test_stop_interrupts_tracking(session):
+    _open(session, "birds", "0")
+    frames_seen = []
+
+    def slow_track(frames, exp_id, exp, params, spec, progress):
+        for t in range(len(frames)):
+            frames_seen.append(t)
+            if t == 2:
+                session.request_stop()
+            progress(t + 1, len(frames))
+        raise AssertionError("not reached")
+
+    with pytest.raises(RunCancelled, match="stopped after 3 of 12 frames"):
+        session.run_sam2(SETTINGS, slow_track)
+    assert frames_seen == [0, 1, 2] and session.run is None and session.sam2_runs == 0
+    with pytest.raises(RunCancelled, match="before SAM2 started"):
+        session.run_sam2(SETTINGS, slow_track)  # the stop request stands until begin()
+    session.begin()
+    assert not session.cancel.is_set()
+
+
+def test_scores_and_masks_zip(session, prop, tmp_path):
+    _open(session, "birds", "0")
+    session.run_sam2(SETTINGS, make_tracker(lambda spec: prop))
+    scores = session.scores()
+    assert set(scores) == {"stage1", "sam2", "fused"}
+    assert scores["fused"] != scores["sam2"]  # union branch
+    session.set_fusion(0, 0.5)
+    assert session.scores()["fused"] == scores["sam2"]
+    path = session.masks_zip()
+    with zipfile.ZipFile(path) as zf:
+        names = sorted(zf.namelist())
+        assert names == [f"birds/0/{t:05d}.png" for t in range(12)]
+        png = np.asarray(Image.open(io.BytesIO(zf.read("birds/0/00006.png"))))
+    assert set(np.unique(png)) <= {0, 255}
+    np.testing.assert_array_equal(png > 0, session.run.result.sam2[6])
+
+
+def test_videos_rendered_once_per_branch(session, prop):
+    _open(session, "birds", "0")
+    session.run_sam2(SETTINGS, make_tracker(lambda spec: prop))
+    first = session.videos()
+    assert first["fused"].endswith("fused-union.mp4") and os.path.isfile(first["stage1"])
+    mtime = os.path.getmtime(first["stage1"])
+    session.set_fusion(0, 0.5)
+    second = session.videos()
+    assert second["fused"].endswith("fused-sam2.mp4") and second["stage1"] == first["stage1"]
+    assert os.path.getmtime(first["stage1"]) == mtime
+
+
+def test_rank_sorts_worst_first_and_caches_runs(session, prop):
+    track = make_tracker(lambda spec: prop)
+    items = [
+        ((EXAMPLES.case_key(v), lambda v=v: EXAMPLES.load_case(v)), e)
+        for v, e, _ in EXAMPLES.expressions()
+    ]
+    rows = session.rank(items, SETTINGS, track, source="examples")
+    assert len(rows) == 4 and len(prop.calls) == 3  # ball/1 keeps no query
+    ranked = rank_rows(rows, session.area_ratio, session.vote, "fused")
+    fused = [(r.scores["union" if d.multi else "sam2"].J) for r, d in ranked]
+    assert ranked[0][0].video == "ball" and ranked[0][0].exp_id == "1"
+    jf = [(s.J + s.F) / 2 for s in (r.fused_score(d) for r, d in ranked)]
+    assert jf == sorted(jf) and len(fused) == 4
+    delta = rank_rows(rows, session.area_ratio, session.vote, "delta")
+    d = [
+        (r.fused_score(x).J + r.fused_score(x).F) / 2
+        - (r.scores["stage1"].J + r.scores["stage1"].F) / 2
+        for r, x in delta
+    ]
+    assert d == sorted(d)
+    session.open_case(session.known_case(EXAMPLES.case_key("birds")), "0")
+    assert session.run is not None and len(prop.calls) == 3  # opened from the cache
+    with pytest.raises(InputError, match="rank order"):
+        rank_rows(rows, session.area_ratio, session.vote, "best")
+
+
+def test_cache_eviction_keeps_the_shown_run(tmp_path, prop):
+    s = Session(workdir=str(tmp_path / "w"), max_cache_bytes=1)
+    track = make_tracker(lambda spec: prop)
+    s.open_case(EXAMPLES.load_case("birds"), "0")
+    s.run_sam2(SETTINGS, track)
+    s.select_expression("1")
+    s.run_sam2(SETTINGS, track)
+    assert len(s._runs) == 1 and s.run is not None and s.run.exp_id == "1"
+    s.run_sam2(RunSettings(SETTINGS.spec, 0.3, "mask"), track)  # shown and new run both stay
+    assert len(s._runs) == 2 and s.run.settings.threshold == 0.3
+    s.close()
+    assert not os.path.exists(str(tmp_path / "w"))
+
+
+def _birds_frames() -> np.ndarray:
+    case = EXAMPLES.load_case("birds")
+    return np.stack([case.frames.rgb(t) for t in range(case.num_frames)])
+
+
+def _png(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_upload_video_file_takes_stage1_frame_names(tmp_path):
+    frames = _birds_frames()
+    path = str(tmp_path / "my clip.mp4")
+    with Mp4Writer(path, 96, 128, fps=12) as w:
+        for f in frames:
+            w.write(f)
+    case = case_from_upload(path, os.path.join(EXAMPLES_ROOT, "stage1", "birds.npz"))
+    assert case.video == "my_clip" and case.fps == pytest.approx(12)
+    assert case.frame_names == [f"{t:05d}" for t in range(12)]
+    assert case.sentence("0") == "the two birds flying apart" and case.gt is None
+    short = str(tmp_path / "short.mp4")
+    with Mp4Writer(short, 96, 128) as w:
+        w.write(frames[0])
+    with pytest.raises(InputError, match="cover 12 frames but short.mp4 has 1"):
+        case_from_upload(short, os.path.join(EXAMPLES_ROOT, "stage1", "birds.npz"))
+
+
+def test_upload_frames_zip_with_png_stage1_and_ground_truth(tmp_path, prop):
+    frames = _birds_frames()
+    names = [f"{t:05d}" for t in range(12)]
+    frames_zip = tmp_path / "birds.zip"
+    with zipfile.ZipFile(frames_zip, "w") as zf:
+        for n, f in zip(names, frames, strict=True):
+            zf.writestr(f"birds/{n}.png", _png(f))
+    gt_dir = os.path.join(EXAMPLES_ROOT, "gt", "birds")
+    masks_zip = tmp_path / "gt.zip"
+    with zipfile.ZipFile(masks_zip, "w") as zf:
+        for exp in ("0", "1"):
+            for n in names:
+                zf.write(os.path.join(gt_dir, exp, f"{n}.png"), f"{exp}/{n}.png")
+    # ground truth used as stage-1 masks too: a perfect stage 1
+    case = case_from_upload(str(frames_zip), str(masks_zip), str(masks_zip))
+    assert case.exp_ids == ["0", "1"] and case.sentence("0") == ""
+    s = Session(workdir=str(tmp_path / "w"))
+    s.open_case(case, "0")
+    s.run_sam2(SETTINGS, make_tracker(lambda spec: prop))
+    assert s.scores()["stage1"].J == 1.0
+    s.close()
+    with pytest.raises(InputError, match="stage-1 results must be a .npz"):
+        case_from_upload(str(frames_zip), str(tmp_path / "x.json"))
+    wrong = tmp_path / "wrong.zip"
+    with zipfile.ZipFile(wrong, "w") as zf:
+        zf.writestr("0/00000.png", _png(np.zeros((10, 10), np.uint8)))
+    with pytest.raises(InputError, match="masks must have the video's size"):
+        case_from_upload(str(frames_zip), str(wrong))
