@@ -25,7 +25,7 @@ from refine.models import ModelSpec
 from refine.names import check_name
 from refine.pipeline import RefineParams, check_video_matches, refine_video
 from refine.propagation import DEFAULT_CACHE_MB
-from refine.stage1 import load_stage1_npz, load_stage1_png_dir
+from refine.stage1 import load_video_stage1
 
 log = logging.getLogger(__name__)
 MARKER_DIR = ".refine"
@@ -91,23 +91,6 @@ def is_complete(cfg: BatchConfig, video: str, exp_id: str, frame_names: list[str
     return all(os.path.isfile(os.path.join(exp_dir, f"{n}.png")) for n in frame_names)
 
 
-def load_video_stage1(
-    cfg: BatchConfig,
-    video: str,
-    frame_names: list[str],
-    size: tuple[int, int],
-    sentences: dict[str, str],
-):
-    """``<stage1>/<video>.npz`` (safe format) or ``<stage1>/<video>/<exp_id>/<frame>.png``."""
-    npz = os.path.join(cfg.stage1, f"{video}.npz")
-    png_dir = os.path.join(cfg.stage1, video)
-    if os.path.isfile(npz):
-        return npz, load_stage1_npz(npz)
-    if os.path.isdir(png_dir):
-        return png_dir, load_stage1_png_dir(png_dir, frame_names, size, sentences)
-    raise InputError(f"{npz}: no stage-1 results for video {video!r} (nor a folder {png_dir})")
-
-
 def process_video(cfg: BatchConfig, video: str, propagator, on_expression=None) -> VideoReport:
     """Refine every expression of one video and write its PNGs and markers."""
     report = VideoReport(video)
@@ -115,7 +98,7 @@ def process_video(cfg: BatchConfig, video: str, propagator, on_expression=None) 
     info = ds.video(video)
     frames = info.frame_source()
     source, stage1 = load_video_stage1(
-        cfg, video, info.frame_names, (frames.height, frames.width), info.expressions
+        cfg.stage1, video, info.frame_names, (frames.height, frames.width), info.expressions
     )
     check_video_matches(stage1, info.frame_names, frames, source)
     missing = sorted(set(info.expressions) - set(stage1.expressions))
@@ -127,7 +110,7 @@ def process_video(cfg: BatchConfig, video: str, propagator, on_expression=None) 
             report.skipped.append(exp_id)
         else:
             todo.append(exp_id)
-    gt = VideoGroundTruth(cfg.data, video) if cfg.evaluate else None
+    gt = ground_truth(cfg.data, video, (frames.height, frames.width)) if cfg.evaluate else None
     for result in refine_video(frames, stage1, propagator, cfg.params, todo):
         exp_id = result.exp_id
         write_expression_masks(cfg.out, video, exp_id, info.frame_names, result.fused)
@@ -139,7 +122,7 @@ def process_video(cfg: BatchConfig, video: str, propagator, on_expression=None) 
         if gt is not None:
             marker["scores"] = {
                 stage: {"J": s.J, "F": s.F}
-                for stage, s in evaluate_result(result, gt.masks(exp_id)).items()
+                for stage, s in evaluate_result(result, gt(exp_id)).items()
             }
         write_text_atomic(marker_path(cfg.out, video, exp_id), json.dumps(marker))
         report.written.append(exp_id)
@@ -148,34 +131,22 @@ def process_video(cfg: BatchConfig, video: str, propagator, on_expression=None) 
     return report
 
 
-class VideoGroundTruth:
-    """Ground truth of one video's expressions from the data set's mask_dict.json."""
+def ground_truth(data: str, video: str, size: tuple[int, int]):
+    """The video's ground truth for ``--eval`` (needs the split's mask_dict.json)."""
+    from refine.ground_truth import VideoGroundTruth
 
-    def __init__(self, data: str, video: str) -> None:
-        from refine.ground_truth import load_mask_dict, load_meta_expressions
-
-        path = os.path.join(data, "mask_dict.json")
-        if not os.path.isfile(path):
-            raise InputError(f"{path}: --eval needs a labelled split (mask_dict.json)")
-        meta = os.path.join(data, "meta_expressions.json")
-        self.expressions = {e.exp_id: e for e in load_meta_expressions(meta) if e.video == video}
-        self.mask_dict = load_mask_dict(path)
-        self.source = path
-
-    def masks(self, exp_id: str):
-        """[T, H, W] bool ground truth of ``exp_id``."""
-        from refine.ground_truth import expression_gt_from_mask_dict, rles_for_expression
-
-        expr = self.expressions[exp_id]
-        rles = rles_for_expression(self.mask_dict, expr, self.source)
-        return expression_gt_from_mask_dict(rles, expr.key)
+    path = os.path.join(data, "mask_dict.json")
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: --eval needs a labelled split (mask_dict.json)")
+    return VideoGroundTruth(data, video, size)
 
 
 def evaluate_result(result, gt):
-    """J and F of the stage-1, SAM2 and fused masks of one ExpressionResult against ``gt``."""
+    """J and F of the stage-1, SAM2 and fused masks of one ExpressionResult against ``gt``
+    [T, H, W] (None: the expression has no ground truth → empty)."""
     from refine.metrics import evaluate_stages
 
-    if gt.shape[1:] == (1, 1) and result.fused.shape[1:] != (1, 1):  # GT empty everywhere
+    if gt is None:
         gt = np.zeros_like(result.fused)
     return evaluate_stages(
         gt, {"stage1": result.stage1, "sam2": result.sam2, "fused": result.fused}

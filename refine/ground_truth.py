@@ -30,6 +30,7 @@ binarised like predictions.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import warnings
@@ -383,3 +384,38 @@ def expression_gt_from_pngs(gt_dir: str, expr: Expression) -> np.ndarray:
         raise InputError(_missing_message(missing, "ground truth", None))
     shape = read_mask_png(first).shape
     return read_predictions(folder, expr.frames, shape, allow_missing=False, what="ground truth")
+
+
+@functools.lru_cache(maxsize=2)
+def _mask_dict(path: str, mtime: float) -> dict:
+    from refine.ground_truth import load_mask_dict
+
+    return load_mask_dict(path)
+
+
+@functools.lru_cache(maxsize=4)
+def _meta_expressions(path: str, mtime: float) -> dict:
+    from refine.ground_truth import load_meta_expressions
+
+    return {(e.video, e.exp_id): e for e in load_meta_expressions(path)}
+
+
+class VideoGroundTruth:
+    """Ground truth of one video's expressions from ``mask_dict.json`` (parsed once per
+    process and file version): ``gt(exp_id)`` → bool [T, H, W], or None for an
+    expression without ``anno_id``. ``size`` (H, W) is used when every frame is empty."""
+
+    def __init__(self, root: str, video: str, size: tuple[int, int]) -> None:
+        self.meta_path = os.path.join(root, "meta_expressions.json")
+        self.mask_path = os.path.join(root, "mask_dict.json")
+        self.video = video
+        self.size = size
+
+    def __call__(self, exp_id: str) -> np.ndarray | None:
+        meta = _meta_expressions(self.meta_path, os.path.getmtime(self.meta_path))
+        expr = meta.get((self.video, exp_id))
+        if expr is None or not expr.anno_ids:
+            return None
+        masks = _mask_dict(self.mask_path, os.path.getmtime(self.mask_path))
+        rles = rles_for_expression(masks, expr, self.mask_path)
+        return expression_gt_from_mask_dict(rles, expr.key, self.size)

@@ -104,7 +104,9 @@ def _read_array(data: Mapping, key: str, source: str) -> np.ndarray:
         return data[key]
     except ValueError as err:
         if "allow_pickle" in str(err):  # an object array: loading it would unpickle
-            raise InputError(f"{source}: entry {key!r} holds Python objects; {PICKLE_HINT}") from err
+            raise InputError(
+                f"{source}: entry {key!r} holds Python objects; {PICKLE_HINT}"
+            ) from err
         raise InputError(f"{source}: entry {key!r} is not a valid array ({err})") from err
     except (OSError, zipfile.BadZipFile, EOFError, zlib.error) as err:
         raise InputError(f"{source}: entry {key!r} is unreadable ({err})") from err
@@ -275,3 +277,26 @@ def load_stage1_png_dir(
             stack[t] = read_mask_png(os.path.join(exp_dir, f"{name}.png"), video_size)
         masks[exp_id] = stack
     return stage1_from_binary_masks(masks, frame_names, sentences or {})
+
+
+def load_video_stage1(
+    stage1_dir: str,
+    video: str,
+    frame_names: Sequence[str],
+    video_size: tuple[int, int],
+    sentences: Mapping[str, str] | None = None,
+) -> tuple[str, VideoStage1]:
+    """A video's stage-1 results: ``<stage1_dir>/<video>.npz`` (safe format) or, failing
+    that, PNG masks ``<stage1_dir>/<video>/<exp_id>/<frame>.png``. Returns (source path,
+    results)."""
+    check_name(video, "video", stage1_dir)
+    npz = os.path.join(stage1_dir, f"{video}.npz")
+    png_dir = os.path.join(stage1_dir, video)
+    if os.path.isfile(npz):
+        return npz, load_stage1_npz(npz)
+    if os.path.isdir(png_dir):
+        return png_dir, load_stage1_png_dir(png_dir, frame_names, video_size, sentences)
+    raise InputError(
+        f"{npz}: no stage-1 results for video {video!r} (nor a folder {png_dir}); check the "
+        "stage-1 folder (--stage1 for the CLI, --stage1-dir for the app)"
+    )
