@@ -10,14 +10,34 @@ EXAMPLES = os.path.abspath("examples/data")
 
 
 def cmd(out, *extra):
-    return [sys.executable, "-m", "refine", "run", "--data", EXAMPLES, "--stage1",
-            f"{EXAMPLES}/stage1", "--out", str(out), "--model", "tiny", "--random-weights",
-            "--image-size", "128", "--device", "cpu", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "refine",
+        "run",
+        "--data",
+        EXAMPLES,
+        "--stage1",
+        f"{EXAMPLES}/stage1",
+        "--out",
+        str(out),
+        "--model",
+        "tiny",
+        "--random-weights",
+        "--image-size",
+        "128",
+        "--device",
+        "cpu",
+        *extra,
+    ]
 
 
 def files(root):
-    return {str(p.relative_to(root)): p.read_bytes()
-            for p in sorted(root.rglob("*")) if p.is_file() and ".refine" not in p.parts}
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and ".refine" not in p.parts
+    }
 
 
 def test_kill_minus_nine_then_resume_is_byte_identical(tmp_path):

@@ -171,6 +171,9 @@ def test_lockstep_with_pruning_and_a_tiny_cache_matches_sequential(long_clip):
         np.testing.assert_array_equal(a.fused, b.fused)
     assert sum(r.sam2.any() for r in got) >= 2
     # pruned: each state kept only a window of non-conditioning outputs per object
-    kept = [len(o["non_cond_frame_outputs"]) for s in states_seen
-            for o in s["output_dict_per_obj"].values()]
+    kept = [
+        len(o["non_cond_frame_outputs"])
+        for s in states_seen
+        for o in s["output_dict_per_obj"].values()
+    ]
     assert kept and max(kept) <= 2 * 17 + 1
