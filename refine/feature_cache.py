@@ -15,9 +15,7 @@ def _tensors(entry):
 def entry_bytes(entry, shared: tuple = ()) -> int:
     """Bytes held by one cached (image, backbone_out) entry, not counting ``shared`` tensors."""
     return sum(
-        t.numel() * t.element_size()
-        for t in _tensors(entry)
-        if not any(t is s for s in shared)
+        t.numel() * t.element_size() for t in _tensors(entry) if not any(t is s for s in shared)
     )
 
 
