@@ -1,6 +1,9 @@
 """Event handlers of the app. Each takes the session (``None`` before the first event)
 and component values, and returns ``{component name: value or gr.update}``; the layout
-(:mod:`demo.ui`) maps names to components. User errors become ``gr.Error``.
+(:mod:`demo.ui`) maps names to components. Every error reaches the user as ``gr.Error``
+(or ``gr.Warning`` for a stopped run): user errors with their message, SAM2 running out of
+memory with what to try instead, anything unexpected as an internal error (its traceback
+goes to the log); the server keeps serving.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import gradio as gr
 
 from demo.config import AppConfig
 from demo.gpu import device_choices, make_tracker, resolve_device
+from demo.sessions import SessionStore
 from demo.views import (
     case_info,
     decision_text,
@@ -82,7 +86,9 @@ REFUSE_SLOW_OUTPUTS = ("vid_fused", "plot_ratio", "metrics", "metrics_note", "ra
 
 
 def user_errors(fn: Callable) -> Callable:
-    """Turn InputError into gr.Error (message HTML-escaped: it may contain <exp_id>)."""
+    """Turn every exception into gr.Error (message HTML-escaped: it may contain <exp_id>):
+    InputError (and SAM2's OutOfMemory) with its message; any other exception, a bug, as
+    an internal error naming it, with the traceback in the log. gr.Error passes as is."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -90,6 +96,16 @@ def user_errors(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         except InputError as err:
             raise gr.Error(html.escape(str(err), quote=False), print_exception=False) from err
+        except gr.Error:
+            raise
+        except Exception as err:
+            log.exception("%s failed", fn.__qualname__)
+            message = (
+                f"Internal error in {fn.__name__}: {type(err).__name__}: {err}. The app keeps "
+                "running: try again, or open the case again; please report this (the server "
+                "log has the details)."
+            )
+            raise gr.Error(html.escape(message, quote=False), print_exception=False) from err
 
     return wrapper
 
@@ -113,6 +129,7 @@ class Callbacks:
 
     def __init__(self, config: AppConfig) -> None:
         self.config = config
+        self.sessions = SessionStore()
         factory = config.propagator_factory
         if factory is None and config.fake_sam2:
             from refine.testing import StaticPropagator
@@ -160,9 +177,19 @@ class Callbacks:
             raise InputError(f"θ must lie in [0, 1), got {threshold}")
         return RunSettings(spec, float(threshold), prompt)
 
-    @staticmethod
-    def _session(session: Session | None) -> Session:
-        return session if session is not None else Session()
+    def _session(self, session: Session | None, request: gr.Request | None = None) -> Session:
+        """``session``, or the browser session's new one (with its own folder)."""
+        key = request.session_hash if request is not None else None
+        return self.sessions.get(session, key)
+
+    def end_session(self, request: gr.Request) -> None:
+        """The browser tab closed (Gradio's unload event): delete the session's files."""
+        if request.session_hash is not None:
+            self.sessions.end(request.session_hash)
+
+    def close(self) -> None:
+        """App shutdown: close all sessions and delete their folders."""
+        self.sessions.close()
 
     @staticmethod
     def _frame(session: Session, t: float | None) -> int:
@@ -253,10 +280,11 @@ class Callbacks:
         weights: str,
         prompt: str,
         threshold: float,
+        request: gr.Request | None = None,
     ) -> dict:
         """Open a bundled example (video, expression)."""
         return self._open_source(
-            session, "examples", video, exp_id, size, device, weights, prompt, threshold
+            session, "examples", video, exp_id, size, device, weights, prompt, threshold, request
         )
 
     @user_errors
@@ -269,12 +297,13 @@ class Callbacks:
         weights: str,
         prompt: str,
         threshold: float,
+        request: gr.Request | None = None,
     ) -> dict:
         """Open a video of the --mevis-root data set (its first expression)."""
         if not video:
             raise InputError("pick a video of the data set first")
         return self._open_source(
-            session, "dataset", video, None, size, device, weights, prompt, threshold
+            session, "dataset", video, None, size, device, weights, prompt, threshold, request
         )
 
     def _open_source(
@@ -288,6 +317,7 @@ class Callbacks:
         weights: str,
         prompt: str,
         threshold: float,
+        request: gr.Request | None = None,
     ):
         if source not in self.sources:
             raise InputError(
@@ -295,7 +325,7 @@ class Callbacks:
             )
         if not video:
             raise InputError("no video given")
-        session = self._session(session)
+        session = self._session(session, request)
         src = self.sources[source]
         case = session.case_for((src.case_key(video), lambda: src.load_case(video)))
         if exp_id is not None and str(exp_id) not in case.exp_ids:
@@ -341,8 +371,10 @@ class Callbacks:
         weights: str,
         prompt: str,
         threshold: float,
+        request: gr.Request | None = None,
     ) -> dict:
-        """Open an uploaded video (file or zip of frames) with its stage-1 results."""
+        """Open an uploaded video (file or zip of frames) with its stage-1 results, each
+        file checked against the app's upload limits before it is read."""
         if not video_file:
             raise InputError("upload a video (mp4/webm/mov) or a zip of JPEG/PNG frames first")
         if not stage1_file:
@@ -350,9 +382,9 @@ class Callbacks:
                 "upload the video's stage-1 results too: a safe .npz or a zip of PNG masks "
                 "<exp_id>/<frame>.png"
             )
-        case = case_from_upload(video_file, stage1_file, gt_file or None)
+        case = case_from_upload(video_file, stage1_file, gt_file or None, self.config.limits)
         return self._show(
-            self._session(session), case, None, size, device, weights, prompt, threshold
+            self._session(session, request), case, None, size, device, weights, prompt, threshold
         )
 
     @user_errors
@@ -365,9 +397,10 @@ class Callbacks:
         weights: str,
         prompt: str,
         threshold: float,
+        request: gr.Request | None = None,
     ) -> dict:
         """Show another expression of the open case (its latest cached run, if any)."""
-        session = self._session(session)
+        session = self._session(session, request)
         if session.case is None:
             raise InputError("open a case first")
         session.preview_threshold = float(threshold)
@@ -377,9 +410,9 @@ class Callbacks:
 
     # ---- running SAM2 ----------------------------------------------------------------------
     @user_errors
-    def begin(self, session: Session | None) -> dict:
+    def begin(self, session: Session | None, request: gr.Request | None = None) -> dict:
         """Clear an earlier Stop before a run starts (runs outside the queue)."""
-        session = self._session(session)
+        session = self._session(session, request)
         session.begin()
         return {"session": session}
 
@@ -405,9 +438,12 @@ class Callbacks:
         vote: float,
         t: float | None,
         progress: gr.Progress = PROGRESS,
+        request: gr.Request | None = None,
     ) -> dict:
-        """SAM2 enhancement + fusion of the selected expression (cached per settings)."""
-        session = self._session(session)
+        """SAM2 enhancement + fusion of the selected expression (cached per settings).
+        SAM2 running out of memory is a gr.Error that says what to try; the session is
+        unchanged and can run again."""
+        session = self._session(session, request)
         if session.case is None:
             raise InputError("open a case first: click an example, upload a video, or pick a video")
         if exp_id is not None and str(exp_id) != session.exp_id:
@@ -580,9 +616,10 @@ class Callbacks:
         area_ratio: float,
         vote: float,
         progress: gr.Progress = PROGRESS,
+        request: gr.Request | None = None,
     ) -> dict:
         """Run SAM2 on every expression with ground truth in the set, rank by J&F."""
-        session = self._session(session)
+        session = self._session(session, request)
         session.set_fusion(_frac(area_ratio), _frac(vote))
         limit = int(limit or 0)
         if limit < 1:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from refine.errors import InputError
+from refine.limits import DEFAULT_LIMITS, MB, UploadLimits
 from refine.models import MODEL_SIZES
 
 IMAGE_SIZE_ENV = "REFINE_APP_IMAGE_SIZE"
@@ -24,7 +25,9 @@ class AppConfig:
     for tests); random_weights: the weights choice the page opens with;
     fake_sam2: replace SAM2 by refine.testing.StaticPropagator (UI tests: each object's mask
     is its prompt on every frame); propagator_factory: ModelSpec → propagator, replacing SAM2
-    (tests); None uses SAM2 (or the fake with ``fake_sam2``).
+    (tests); None uses SAM2 (or the fake with ``fake_sam2``); limits: what an upload may
+    cost (file size, frames, pixels, duration, zips), also given to Gradio as its
+    ``max_file_size``.
     """
 
     host: str = "127.0.0.1"
@@ -38,6 +41,7 @@ class AppConfig:
     concurrency: int = 1
     fake_sam2: bool = False
     propagator_factory: Callable | None = None
+    limits: UploadLimits = field(default_factory=UploadLimits)
 
     def __post_init__(self) -> None:
         if self.model_size not in MODEL_SIZES:
@@ -113,12 +117,61 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--concurrency", type=int, default=1, help="SAM2 runs at the same time, across users"
     )
+    d = DEFAULT_LIMITS
+    p.add_argument(
+        "--max-upload-mb",
+        type=float,
+        default=d.max_upload_bytes / MB,
+        metavar="MB",
+        help=f"largest uploaded file, in MB of 2^20 bytes (default {d.max_upload_bytes / MB:g})",
+    )
+    p.add_argument(
+        "--max-frames",
+        type=int,
+        default=d.max_frames,
+        metavar="N",
+        help=f"most frames of an uploaded video or zip (default {d.max_frames})",
+    )
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=d.max_frame_pixels,
+        metavar="N",
+        help=f"most pixels (width x height) per uploaded frame (default {d.max_frame_pixels})",
+    )
+    p.add_argument(
+        "--max-duration",
+        type=float,
+        default=d.max_duration_s,
+        metavar="S",
+        help=f"longest uploaded video file in seconds (default {d.max_duration_s:g})",
+    )
     p.add_argument(
         "--fake-sam2",
         action="store_true",
         help="UI test mode: no SAM2; each object's mask is its stage-1 prompt on every frame",
     )
     return p
+
+
+def limits_from_args(args: argparse.Namespace) -> UploadLimits:
+    """UploadLimits from --max-upload-mb, --max-frames, --max-pixels, --max-duration (the
+    zip bounds keep their defaults)."""
+    flags = {
+        "--max-upload-mb": args.max_upload_mb,
+        "--max-frames": args.max_frames,
+        "--max-pixels": args.max_pixels,
+        "--max-duration": args.max_duration,
+    }
+    for flag, value in flags.items():
+        if not value > 0:
+            raise InputError(f"{flag} {value:g} must be positive; raise it rather than use 0")
+    return UploadLimits(
+        max_upload_bytes=round(args.max_upload_mb * MB),
+        max_frames=args.max_frames,
+        max_frame_pixels=args.max_pixels,
+        max_duration_s=args.max_duration,
+    )
 
 
 def parse_args(argv: Sequence[str] | None = None) -> AppConfig:
@@ -134,4 +187,5 @@ def parse_args(argv: Sequence[str] | None = None) -> AppConfig:
         image_size=args.image_size if args.image_size is not None else _image_size_from_env(),
         concurrency=args.concurrency,
         fake_sam2=args.fake_sam2,
+        limits=limits_from_args(args),
     )

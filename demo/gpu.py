@@ -7,13 +7,14 @@ it is a plain function. torch and sam2 are imported only when it first runs.
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 from collections.abc import Callable
 
 from refine.frames import FrameSource
 from refine.models import ModelSpec
 from refine.pipeline import ExpressionResult, RefineParams, refine_expression
-from refine.session import ProgressFn, Tracker
+from refine.session import ProgressFn, Tracker, is_out_of_memory
 from refine.stage1 import ExpressionStage1
 
 GPU_DURATION_S = 240
@@ -28,10 +29,26 @@ def track_expression(
     progress: ProgressFn,
 ) -> ExpressionResult:
     """Selection, prompts, SAM2 propagation and fusion of one expression with SAM2 ``spec``
-    (the predictor is built once per process and spec)."""
+    (the predictor is built once per process and spec). When SAM2 runs out of memory,
+    the device's cached blocks are released before the error goes on, so that the next
+    run (e.g. with a smaller model) starts from a clean device."""
     from refine.propagation import Sam2Propagator
 
-    return refine_expression(exp_id, exp, frames, Sam2Propagator(spec), params, progress)
+    try:
+        return refine_expression(exp_id, exp, frames, Sam2Propagator(spec), params, progress)
+    except (RuntimeError, MemoryError) as err:
+        if is_out_of_memory(err):
+            release_memory(spec.device)
+        raise
+
+
+def release_memory(device: str) -> None:
+    """Free what a failed run left: garbage, and CUDA's cached blocks on a CUDA device."""
+    gc.collect()
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.empty_cache()
 
 
 if importlib.util.find_spec("spaces") is not None:  # Hugging Face Spaces only

@@ -9,7 +9,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -22,15 +22,24 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def start_app(
-    args: Sequence[str] = (), port: int | None = None, log_path: str | None = None
+    args: Sequence[str] = (),
+    port: int | None = None,
+    log_path: str | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> tuple[subprocess.Popen, str]:
     """``python app.py --host 127.0.0.1 --port PORT *args`` in a subprocess: (process, url).
 
-    Output goes to ``log_path`` (or is discarded). The caller must stop the process.
+    Output goes to ``log_path`` (or is discarded); ``env`` adds to the environment. The
+    caller must stop the process.
     """
     port = port or free_port()
     cmd = [sys.executable, os.path.join(REPO, "app.py"), "--host", "127.0.0.1", "--port", str(port)]
-    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
+    env = {
+        **os.environ,
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "PYTHONUNBUFFERED": "1",
+        **(env or {}),
+    }
     out = open(log_path, "w") if log_path else subprocess.DEVNULL
     try:
         proc = subprocess.Popen(

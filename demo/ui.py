@@ -42,9 +42,15 @@ Moving **ρ** or **v** re-fuses instantly from the cached SAM2 masks; changing *
 prompt kind needs a new SAM2 run."""
 
 
-def launch_kwargs() -> dict:
-    """Arguments of ``Blocks.launch`` that the layout needs (Gradio 6: css/title at launch)."""
-    return {"css": CSS}
+SESSION_TTL_S = 3 * 3600  # a session's state is dropped this long after its last event
+CACHE_SWEEP_S = 3600  # how often Gradio sweeps its copies of uploads and outputs
+
+
+def launch_kwargs(config: AppConfig | None = None) -> dict:
+    """Arguments of ``Blocks.launch`` that the app needs: the CSS (Gradio 6 takes it at
+    launch) and the upload limit, so that Gradio refuses larger files before storing them."""
+    limits = (config or AppConfig()).limits
+    return {"css": CSS, "max_file_size": limits.max_upload_bytes}
 
 
 def build_app(config: AppConfig) -> tuple[gr.Blocks, Callbacks]:
@@ -52,8 +58,15 @@ def build_app(config: AppConfig) -> tuple[gr.Blocks, Callbacks]:
     cb = Callbacks(config)
     c: dict[str, gr.components.Component] = {}
 
-    with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
-        c["session"] = gr.State(None, time_to_live=3 * 3600, delete_callback=_close_session)
+    # delete_cache: Gradio's own copies of uploads and outputs older than a session's life
+    # go every hour, and all of them at shutdown
+    blocks = gr.Blocks(
+        title=TITLE, analytics_enabled=False, delete_cache=(CACHE_SWEEP_S, SESSION_TTL_S)
+    )
+    with blocks as demo:
+        c["session"] = gr.State(
+            None, time_to_live=SESSION_TTL_S, delete_callback=cb.sessions.discard
+        )
         gr.Markdown(INTRO)
         c["banner"] = gr.Markdown(
             FAKE_BANNER if config.fake_sam2 else RANDOM_BANNER,
@@ -68,13 +81,9 @@ def build_app(config: AppConfig) -> tuple[gr.Blocks, Callbacks]:
             with gr.Column(scale=3):
                 _outputs(c, cb)
         _wire(c, cb, config)
+        demo.unload(cb.end_session)  # a closed tab: its session's files go at once
     demo.queue(default_concurrency_limit=4, max_size=64)
     return demo, cb
-
-
-def _close_session(session) -> None:
-    if session is not None:
-        session.close()
 
 
 def _case_inputs(c: dict, cb: Callbacks, config: AppConfig) -> None:

@@ -19,6 +19,7 @@ import shutil
 import tempfile
 import threading
 import uuid
+import weakref
 import zipfile
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -39,6 +40,7 @@ from refine.fusion import (
     decide,
 )
 from refine.ground_truth import VideoGroundTruth
+from refine.limits import DEFAULT_LIMITS, UploadLimits
 from refine.models import ModelSpec
 from refine.names import check_name
 from refine.overlay import DEFAULT_FPS, STAGE_COLORS, overlay_mask, write_overlay_videos
@@ -71,6 +73,21 @@ MAX_CASES = 4  # videos kept in memory per session (frames + SAM2 feature caches
 
 class RunCancelled(Exception):
     """Raised from the progress callback when the user asked to stop."""
+
+
+class OutOfMemory(InputError):
+    """SAM2 ran out of memory (CUDA, MPS or host) on a run; the message says what to try.
+    Nothing of the session changed, so it can run again."""
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """True for torch.cuda.OutOfMemoryError, a RuntimeError saying "out of memory" (CUDA,
+    MPS, CPU allocators) and MemoryError; torch is not imported to decide."""
+    if isinstance(err, MemoryError):
+        return True
+    return isinstance(err, RuntimeError) and (
+        type(err).__name__ == "OutOfMemoryError" or "out of memory" in str(err).lower()
+    )
 
 
 @dataclass(frozen=True)
@@ -254,13 +271,16 @@ def stage1_preview(exp: ExpressionStage1, threshold: float, size: tuple[int, int
 class Session:
     """One user's state: the case on screen, its expression, SAM2 runs and fusion settings.
 
-    ``workdir`` receives rendered videos and downloads (deleted by :meth:`close`). Runs
-    are kept in an LRU bounded by ``max_cache_bytes`` of masks.
+    ``workdir`` is the session's one folder for files: rendered videos and downloads. It
+    is deleted by :meth:`remove_files` (files are made again when needed), by
+    :meth:`close`, and when the session is garbage-collected or the interpreter exits.
+    Runs are kept in an LRU bounded by ``max_cache_bytes`` of masks.
     """
 
     def __init__(self, workdir: str | None = None, max_cache_bytes: int = DEFAULT_CACHE_BYTES):
         self.workdir = workdir or tempfile.mkdtemp(prefix="refine-app-")
         os.makedirs(self.workdir, exist_ok=True)
+        weakref.finalize(self, _remove_tree, self.workdir)
         self.max_cache_bytes = max_cache_bytes
         self.case: Case | None = None
         self.exp_id: str | None = None
@@ -386,9 +406,14 @@ class Session:
 
         if cancel.is_set():
             raise RunCancelled("stopped before SAM2 started")
-        result = track(
-            case.frames, exp_id, case.expression(exp_id), params, settings.spec, on_progress
-        )
+        try:
+            result = track(
+                case.frames, exp_id, case.expression(exp_id), params, settings.spec, on_progress
+            )
+        except (RuntimeError, MemoryError) as err:
+            if not is_out_of_memory(err):
+                raise
+            raise OutOfMemory(_out_of_memory_message(case, exp_id, settings, err)) from err
         with self._lock:
             if len(result.kept):
                 self.sam2_runs += 1
@@ -482,7 +507,11 @@ class Session:
         per run and fusion branch)."""
         case, run, decision = self._require_case(), self._require_run(), self.decision
         fused_key = "fused-union" if decision.multi else "fused-sam2"
-        todo = {k: v for k, v in self._video_paths(case, run).items() if k not in run.videos}
+        todo = {
+            k: v
+            for k, v in self._video_paths(case, run).items()
+            if not os.path.isfile(run.videos.get(k, ""))
+        }
         todo = {k: v for k, v in todo.items() if k in ("stage1", "sam2", fused_key)}
         if todo:
             r = run.result
@@ -515,7 +544,7 @@ class Session:
 
     def _video_paths(self, case: Case, run: CaseRun) -> dict[str, str]:
         stem = f"{_safe(case.video)}_{_safe(run.exp_id)}_run{run.run_id}"
-        vdir = os.path.join(self.workdir, "videos")
+        vdir = os.path.join(self._folder(), "videos")
         os.makedirs(vdir, exist_ok=True)
         keys = ("stage1", "sam2", "fused-sam2", "fused-union")
         return {k: os.path.join(vdir, f"{stem}_{k}.mp4") for k in keys}
@@ -600,7 +629,7 @@ class Session:
         tag = f"rho{decision.area_ratio.numerator}-{decision.area_ratio.denominator}"
         tag += f"_v{decision.vote.numerator}-{decision.vote.denominator}"
         path = os.path.join(
-            self.workdir, f"{_safe(case.video)}_{_safe(run.exp_id)}_run{run.run_id}_{tag}.zip"
+            self._folder(), f"{_safe(case.video)}_{_safe(run.exp_id)}_run{run.run_id}_{tag}.zip"
         )
         tmp = f"{path}.part"
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
@@ -610,9 +639,28 @@ class Session:
         os.replace(tmp, path)
         return path
 
+    def remove_files(self) -> None:
+        """Delete the session's folder (videos, zips); what is still needed is made again.
+        The cases and cached runs stay (e.g. a browser tab that reconnects)."""
+        with self._lock:
+            for run in self._runs.values():
+                run.videos.clear()
+        _remove_tree(self.workdir)
+
     def close(self) -> None:
-        """Delete the session's files."""
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        """End the session: delete its folder and drop its cases and cached runs."""
+        with self._lock:
+            self.case, self.exp_id, self.run, self.decision = None, None, None, None
+            self._runs.clear()
+            self._cases.clear()
+            self._preview.clear()
+            self.ranking = []
+        _remove_tree(self.workdir)
+
+    def _folder(self) -> str:
+        """The session's folder, made again if :meth:`remove_files` deleted it."""
+        os.makedirs(self.workdir, exist_ok=True)
+        return self.workdir
 
     # ---- helpers ---------------------------------------------------------------------------
     def _require_case(self) -> Case:
@@ -712,33 +760,43 @@ def upload_video_name(path: str) -> str:
     return check_name(name, "video", path)
 
 
-def case_from_upload(video_path: str, stage1_path: str, gt_path: str | None = None) -> Case:
+def case_from_upload(
+    video_path: str,
+    stage1_path: str,
+    gt_path: str | None = None,
+    limits: UploadLimits = DEFAULT_LIMITS,
+) -> Case:
     """A case from uploaded files.
 
     video_path: a video file (mp4, webm, mov, …) or a zip of JPEG/PNG frames;
     stage1_path: a safe stage-1 ``.npz`` or a zip of PNG masks ``<exp_id>/<frame>.png``;
     gt_path: optional zip of ground-truth PNG masks ``<exp_id>/<frame>.png``.
     A video file's frames take the stage-1 frame names (the counts must agree); a zip's
-    frame names must equal them.
+    frame names must equal them. Every file is checked against ``limits`` before it is
+    read (sizes of all three first); the npz is never unpickled.
     """
     from refine.video_io import is_zip_path, read_masks_zip, read_video
 
-    video = read_video(video_path)
     vname = os.path.basename(video_path)
     sname = os.path.basename(stage1_path)
-    t, h, w = video.frames.shape[:3]
     ext = os.path.splitext(stage1_path)[1].lower()
-    if ext == ".npz":
-        stage1 = load_stage1_npz(stage1_path)
-    elif is_zip_path(stage1_path):
-        masks = read_masks_zip(stage1_path, what="stage-1 masks")
-        _check_mask_size(masks.masks, (h, w), sname, vname)
-        stage1 = stage1_from_binary_masks(masks.masks, masks.frame_names, {})
-    else:
+    if ext != ".npz" and not is_zip_path(stage1_path):
         raise InputError(
             f"{sname}: stage-1 results must be a .npz (safe format) or a .zip of PNG masks "
             f"<exp_id>/<frame>.png, got {ext or 'no extension'!r}"
         )
+    uploads = {"video": video_path, "stage-1 results": stage1_path, "ground truth": gt_path}
+    for what, path in uploads.items():
+        if path:
+            limits.check_file_size(path, what)
+    video = read_video(video_path, limits)
+    t, h, w = video.frames.shape[:3]
+    if ext == ".npz":
+        stage1 = load_stage1_npz(stage1_path, max_bytes=limits.max_unpacked_bytes)
+    else:
+        masks = read_masks_zip(stage1_path, limits, what="stage-1 masks")
+        _check_mask_size(masks.masks, (h, w), sname, vname)
+        stage1 = stage1_from_binary_masks(masks.masks, masks.frame_names, {})
     names = video.frame_names
     if video.fps is not None:  # a video file: its frames have no names of their own
         if len(stage1.frame_names) != t:
@@ -751,7 +809,7 @@ def case_from_upload(video_path: str, stage1_path: str, gt_path: str | None = No
     check_video_matches(stage1, names, frames, sname)
     gt = None
     if gt_path:
-        gt_set = read_masks_zip(gt_path, what="ground-truth masks")
+        gt_set = read_masks_zip(gt_path, limits, what="ground-truth masks")
         gname = os.path.basename(gt_path)
         _check_mask_size(gt_set.masks, (h, w), gname, vname)
         if gt_set.frame_names != names:
@@ -797,6 +855,28 @@ def _png_bytes(img) -> bytes:
 
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
+def _out_of_memory_message(
+    case: Case, exp_id: str, settings: RunSettings, err: BaseException
+) -> str:
+    first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+    return (
+        f"SAM2 ran out of memory on {case.video}/{exp_id} ({case.num_frames} frames of "
+        f"{case.frames.width}x{case.frames.height}) with {settings.describe()} ({first}). "
+        "Try a smaller SAM2 model (tiny or small), a smaller SAM2 input size (--image-size), "
+        "or fewer frames (a shorter clip). Nothing changed in this session: you can run again."
+    )
+
+
+def _remove_tree(path: str) -> None:
+    """Delete the folder ``path`` (already gone is fine; other failures are logged)."""
+    try:
+        shutil.rmtree(path)
+    except FileNotFoundError:
+        log.debug("%s was already removed", path)
+    except OSError as err:
+        log.warning("could not remove the session folder %s: %s", path, err)
 
 
 def _remove(path: str) -> None:

@@ -1,13 +1,17 @@
 """Uploaded files → arrays: video files, zips of frames, zips of PNG masks.
 
-Every reader bounds what an upload can cost before decoding it:
+Every reader bounds what an upload can cost before decoding it, with the bounds of one
+:class:`~refine.limits.UploadLimits`:
 
-* video files (mp4, webm, mov, …) are decoded with imageio-ffmpeg's bundled ffmpeg,
-  up to :data:`MAX_FRAMES` frames and :data:`MAX_DECODED_BYTES` of RGB;
+* every file's size is checked before it is opened (``max_upload_bytes``);
+* video files (mp4, webm, mov, …) are decoded with imageio-ffmpeg's bundled ffmpeg after
+  checking the duration, frame rate and frame size in ffmpeg's header
+  (``max_duration_s``, ``max_frames``, ``max_frame_pixels``, ``max_decoded_bytes``); the
+  frame count and decoded bytes are bounded again while decoding (headers can lie);
 * zips are never extracted to disk. Their entries are checked first (no absolute
-  paths, no ``..``, no backslashes or NUL, no symlinks; at most ``max_entries``
-  entries, ``max_total_bytes`` uncompressed and a compression ratio of
-  ``max_ratio`` for large entries), then only image entries are read, in memory, each
+  paths, no ``..``, no backslashes or NUL, no symlinks; at most ``max_zip_entries``
+  entries, ``max_unpacked_bytes`` uncompressed and a compression ratio of
+  ``max_zip_ratio`` for large entries), then only image entries are read, in memory, each
   bounded by its declared size, and decoded with PIL after checking its pixel count.
 
 Anything wrong is an :class:`~refine.errors.InputError` that names the file and entry.
@@ -20,6 +24,7 @@ import logging
 import os
 import stat
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -27,6 +32,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from refine.errors import InputError
+from refine.limits import DEFAULT_LIMITS, UploadLimits, format_bytes
 from refine.names import check_name, sort_frame_stems
 
 log = logging.getLogger(__name__)
@@ -34,23 +40,8 @@ log = logging.getLogger(__name__)
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".m4v", ".mkv", ".avi")
 FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png")
 MASK_EXTENSIONS = (".png",)
-MAX_FRAMES = 2000
-MAX_DECODED_BYTES = 3 * 2**30
-MAX_FRAME_PIXELS = 4096 * 4096
 _RATIO_MIN_BYTES = 2**20  # entries smaller than this are not ratio-checked
 _JUNK_PREFIXES = ("__MACOSX", ".")
-
-
-@dataclass(frozen=True)
-class ZipLimits:
-    """Bounds on a zip upload: entry count, total uncompressed bytes, compression ratio."""
-
-    max_entries: int = 20_000
-    max_total_bytes: int = 2 * 2**30
-    max_ratio: float = 200.0
-
-
-DEFAULT_ZIP_LIMITS = ZipLimits()
 
 
 @dataclass(frozen=True)
@@ -78,32 +69,33 @@ def is_zip_path(path: str) -> bool:
     return os.path.splitext(path)[1].lower() == ".zip"
 
 
-def read_video(path: str, limits: ZipLimits = DEFAULT_ZIP_LIMITS) -> DecodedVideo:
+def read_video(path: str, limits: UploadLimits = DEFAULT_LIMITS) -> DecodedVideo:
     """A video file or a zip of JPEG/PNG frames, chosen by the file extension."""
     ext = os.path.splitext(path)[1].lower()
     if ext == ".zip":
         return read_frames_zip(path, limits)
     if ext in VIDEO_EXTENSIONS:
-        return read_video_file(path)
+        return read_video_file(path, limits)
     raise InputError(
         f"{os.path.basename(path)}: unsupported video upload {ext or '(no extension)'!r}; "
         f"upload a video ({', '.join(VIDEO_EXTENSIONS)}) or a .zip of JPEG/PNG frames"
     )
 
 
-def read_video_file(
-    path: str, max_frames: int = MAX_FRAMES, max_bytes: int = MAX_DECODED_BYTES
-) -> DecodedVideo:
+def read_video_file(path: str, limits: UploadLimits = DEFAULT_LIMITS) -> DecodedVideo:
     """Decode every frame of a video file with ffmpeg: uint8 [T, H, W, 3] RGB.
 
     Frames are named ``00000``, ``00001``, … Raises InputError for unreadable files,
-    videos without frames, or more than ``max_frames`` frames / ``max_bytes`` of RGB.
+    videos without frames, or videos over ``limits``: the file size, then the duration,
+    estimated frame count, frame size and decoded size from ffmpeg's header (before any
+    frame is decoded), then the frame count and decoded size again while decoding.
     """
     import imageio_ffmpeg
 
     name = os.path.basename(path)
     if not os.path.isfile(path):
         raise InputError(f"{name}: video file does not exist")
+    limits.check_file_size(path, "video")
     reader = imageio_ffmpeg.read_frames(path)
     try:
         try:
@@ -111,41 +103,73 @@ def read_video_file(
         except (RuntimeError, OSError, StopIteration) as err:
             raise InputError(f"{name}: ffmpeg cannot read this video ({_short(err)})") from err
         width, height = (int(v) for v in meta["size"])
+        fps = float(meta.get("fps") or 0) or None
+        _check_video_header(name, width, height, fps, float(meta.get("duration") or 0), limits)
         frame_bytes = width * height * 3
-        if width <= 0 or height <= 0 or width * height > MAX_FRAME_PIXELS:
-            raise InputError(
-                f"{name}: frame size {width}x{height} is not supported "
-                f"(at most {MAX_FRAME_PIXELS} pixels per frame); resize the video"
-            )
         frames = []
         try:
             for raw in reader:
-                if len(frames) >= max_frames or (len(frames) + 1) * frame_bytes > max_bytes:
+                n = len(frames) + 1
+                if n > limits.max_frames or n * frame_bytes > limits.max_decoded_bytes:
                     raise InputError(
                         f"{name}: video is too long (more than {len(frames)} frames of "
-                        f"{width}x{height}; limits: {max_frames} frames, "
-                        f"{max_bytes // 2**20} MiB decoded); trim it or lower its resolution"
+                        f"{width}x{height}; limits: {limits.max_frames} frames, "
+                        f"{format_bytes(limits.max_decoded_bytes)} decoded); trim it or lower its "
+                        "resolution"
+                    )
+                if fps is not None and (n - 1) / fps > limits.max_duration_s:
+                    raise InputError(
+                        f"{name}: video lasts more than {limits.max_duration_s:g} s (frame {n} "
+                        f"at {fps:g} fps, although its header says less); trim it"
                     )
                 frames.append(np.frombuffer(raw, np.uint8).reshape(height, width, 3))
-        except (RuntimeError, OSError) as err:
+        except (RuntimeError, OSError, ValueError) as err:
             raise InputError(f"{name}: ffmpeg failed while decoding ({_short(err)})") from err
     finally:
         reader.close()
     if not frames:
         raise InputError(f"{name}: the video has no frames")
-    fps = float(meta.get("fps") or 0) or None
     names = [f"{t:05d}" for t in range(len(frames))]
     return DecodedVideo(np.stack(frames), names, fps)
 
 
-def read_frames_zip(path: str, limits: ZipLimits = DEFAULT_ZIP_LIMITS) -> DecodedVideo:
+def _check_video_header(
+    name: str, width: int, height: int, fps: float | None, duration: float, limits: UploadLimits
+) -> None:
+    """The checks that ffmpeg's header allows before decoding: duration, estimated frame
+    count, frame size and estimated decoded bytes."""
+    if duration > limits.max_duration_s:
+        raise InputError(
+            f"{name}: the video lasts {duration:.1f} s, over the limit of "
+            f"{limits.max_duration_s:g} s; trim it to a shorter clip"
+        )
+    if width <= 0 or height <= 0 or width * height > limits.max_frame_pixels:
+        raise InputError(
+            f"{name}: frame size {width}x{height} is not supported (at most "
+            f"{limits.max_frame_pixels} pixels per frame); resize the video"
+        )
+    estimate = round(duration * fps) if fps else 0
+    if estimate > limits.max_frames:
+        raise InputError(
+            f"{name}: the video has about {estimate} frames ({duration:.1f} s at {fps:g} fps), "
+            f"over the limit of {limits.max_frames}; trim it or lower its frame rate"
+        )
+    if estimate * width * height * 3 > limits.max_decoded_bytes:
+        raise InputError(
+            f"{name}: about {estimate} frames of {width}x{height} would take "
+            f"{format_bytes(estimate * width * height * 3)} decoded, over the limit of "
+            f"{format_bytes(limits.max_decoded_bytes)}; use a shorter or smaller video"
+        )
+
+
+def read_frames_zip(path: str, limits: UploadLimits = DEFAULT_LIMITS) -> DecodedVideo:
     """Frames from a zip of ``<frame>.jpg``/``.png`` files (at its root or in one folder).
 
     Stems must be integers (``00000.jpg`` …); frames are ordered by their integer value
     and must all have the first frame's size. Returns uint8 [T, H, W, 3] RGB.
     """
     name = os.path.basename(path)
-    with _open_zip(path) as zf:
+    with _open_zip(path, limits) as zf:
         entries = _image_entries(zf, limits, name, FRAME_EXTENSIONS)
         parents = {p.parent for _, p in entries}
         if len(parents) != 1:
@@ -160,19 +184,22 @@ def read_frames_zip(path: str, limits: ZipLimits = DEFAULT_ZIP_LIMITS) -> Decode
                 raise InputError(f"{name}: two frames are named {p.stem!r} (e.g. .jpg and .png)")
             by_stem[p.stem] = info
         stems = sort_frame_stems(by_stem, name)
-        if len(stems) > MAX_FRAMES:
-            raise InputError(f"{name}: {len(stems)} frames; at most {MAX_FRAMES} are supported")
-        first = _decode_image(zf, by_stem[stems[0]], name, "RGB")
+        if len(stems) > limits.max_frames:
+            raise InputError(
+                f"{name}: {len(stems)} frames, over the limit of {limits.max_frames}; "
+                "upload a shorter clip"
+            )
+        first = _decode_image(zf, by_stem[stems[0]], name, "RGB", limits)
         h, w = first.shape[:2]
-        if len(stems) * h * w * 3 > MAX_DECODED_BYTES:
+        if len(stems) * h * w * 3 > limits.max_decoded_bytes:
             raise InputError(
                 f"{name}: {len(stems)} frames of {w}x{h} exceed "
-                f"{MAX_DECODED_BYTES // 2**20} MiB decoded; use fewer or smaller frames"
+                f"{format_bytes(limits.max_decoded_bytes)} decoded; use fewer or smaller frames"
             )
         frames = np.empty((len(stems), h, w, 3), np.uint8)
         frames[0] = first
         for t, stem in enumerate(stems[1:], start=1):
-            img = _decode_image(zf, by_stem[stem], name, "RGB")
+            img = _decode_image(zf, by_stem[stem], name, "RGB", limits)
             if img.shape[:2] != (h, w):
                 raise InputError(
                     f"{name}: frame {by_stem[stem].filename!r} is {img.shape[1]}x{img.shape[0]} "
@@ -183,7 +210,7 @@ def read_frames_zip(path: str, limits: ZipLimits = DEFAULT_ZIP_LIMITS) -> Decode
 
 
 def read_masks_zip(
-    path: str, limits: ZipLimits = DEFAULT_ZIP_LIMITS, what: str = "masks"
+    path: str, limits: UploadLimits = DEFAULT_LIMITS, what: str = "masks"
 ) -> MaskSet:
     """PNG masks ``<exp_id>/<frame>.png`` (optionally all inside one top folder).
 
@@ -191,7 +218,7 @@ def read_masks_zip(
     same frames, all of one size. Returns {exp_id: bool [T, H, W]} and the frame stems.
     """
     name = os.path.basename(path)
-    with _open_zip(path) as zf:
+    with _open_zip(path, limits) as zf:
         entries = _image_entries(zf, limits, name, MASK_EXTENSIONS)
         depths = {len(p.parts) for _, p in entries}
         tops = {p.parts[0] for _, p in entries}
@@ -205,9 +232,20 @@ def read_masks_zip(
         per_exp: dict[str, dict[str, zipfile.ZipInfo]] = {}
         for info, p in entries:
             exp_id = check_name(p.parts[0], "exp_id", name)
-            per_exp.setdefault(exp_id, {})[p.stem] = info
+            frames = per_exp.setdefault(exp_id, {})
+            if p.stem in frames:
+                raise InputError(
+                    f"{name}: {frames[p.stem].filename!r} and {info.filename!r} are the same "
+                    "mask; keep one PNG per frame and expression"
+                )
+            frames[p.stem] = info
         exp_ids = sorted(per_exp, key=lambda e: (0, int(e)) if e.isdigit() else (1, e))
         stems = sort_frame_stems(per_exp[exp_ids[0]], name)
+        if len(stems) > limits.max_frames:
+            raise InputError(
+                f"{name}: {what} for {len(stems)} frames, over the limit of "
+                f"{limits.max_frames}; upload a shorter clip"
+            )
         for exp_id in exp_ids[1:]:
             if set(per_exp[exp_id]) != set(stems):
                 other = sorted(set(per_exp[exp_id]) ^ set(stems))[:5]
@@ -215,16 +253,16 @@ def read_masks_zip(
                     f"{name}: expression {exp_id!r} and {exp_ids[0]!r} cover different frames "
                     f"(e.g. {other}); every <exp_id>/ folder needs one PNG per frame"
                 )
-        if len(stems) * len(exp_ids) > limits.max_entries:
-            raise InputError(f"{name}: too many masks ({len(stems)} frames x {len(exp_ids)})")
         masks: dict[str, np.ndarray] = {}
         size: tuple[int, int] | None = None
         for exp_id in exp_ids:
             stack = None
             for t, stem in enumerate(stems):
                 info = per_exp[exp_id][stem]
-                m = _decode_mask(zf, info, name)
-                size = size or m.shape
+                m = _decode_mask(zf, info, name, limits)
+                if size is None:
+                    size = m.shape
+                    _check_mask_bytes(name, len(stems), len(exp_ids), size, limits)
                 if m.shape != size:
                     raise InputError(
                         f"{name}: {info.filename!r} is {m.shape[1]}x{m.shape[0]} but the first "
@@ -235,6 +273,19 @@ def read_masks_zip(
                 stack[t] = m
             masks[exp_id] = stack
     return MaskSet(masks, stems)
+
+
+def _check_mask_bytes(
+    source: str, frames: int, exp_ids: int, size: tuple[int, int], limits: UploadLimits
+) -> None:
+    total = frames * exp_ids * size[0] * size[1]
+    if total > limits.max_decoded_bytes:
+        raise InputError(
+            f"{source}: {exp_ids} expressions x {frames} masks of {size[1]}x{size[0]} take "
+            f"{format_bytes(total)} decoded, over the limit of "
+            f"{format_bytes(limits.max_decoded_bytes)}; "
+            "upload fewer expressions or a shorter clip"
+        )
 
 
 def check_zip_member_name(filename: str, source: str) -> PurePosixPath:
@@ -259,13 +310,14 @@ def check_zip_member_name(filename: str, source: str) -> PurePosixPath:
     return PurePosixPath(*parts)
 
 
-def _open_zip(path: str) -> zipfile.ZipFile:
+def _open_zip(path: str, limits: UploadLimits) -> zipfile.ZipFile:
     name = os.path.basename(path)
     if not os.path.isfile(path):
         raise InputError(f"{name}: zip file does not exist")
+    limits.check_file_size(path, "zip")
     try:
         return zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as err:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as err:
         raise InputError(f"{name}: not a readable zip file ({err})") from err
 
 
@@ -274,13 +326,13 @@ def _is_symlink(info: zipfile.ZipInfo) -> bool:
 
 
 def _checked_entries(
-    zf: zipfile.ZipFile, limits: ZipLimits, source: str
+    zf: zipfile.ZipFile, limits: UploadLimits, source: str
 ) -> list[tuple[zipfile.ZipInfo, PurePosixPath]]:
     """All file entries, after checking names, links, count, sizes and ratios."""
     infos = zf.infolist()
-    if len(infos) > limits.max_entries:
+    if len(infos) > limits.max_zip_entries:
         raise InputError(
-            f"{source}: the zip has {len(infos)} entries; at most {limits.max_entries} allowed"
+            f"{source}: the zip has {len(infos)} entries; at most {limits.max_zip_entries} allowed"
         )
     total = 0
     out = []
@@ -294,24 +346,24 @@ def _checked_entries(
         if info.is_dir():
             continue
         total += info.file_size
-        if total > limits.max_total_bytes:
+        if total > limits.max_unpacked_bytes:
             raise InputError(
-                f"{source}: the zip holds more than {limits.max_total_bytes // 2**20} MiB "
+                f"{source}: the zip holds more than {format_bytes(limits.max_unpacked_bytes)} "
                 "uncompressed; upload a smaller clip"
             )
         if info.file_size > _RATIO_MIN_BYTES:
             ratio = info.file_size / max(info.compress_size, 1)
-            if ratio > limits.max_ratio:
+            if ratio > limits.max_zip_ratio:
                 raise InputError(
                     f"{source}: zip entry {info.filename!r} expands {ratio:.0f}x (limit "
-                    f"{limits.max_ratio:.0f}x); this looks like a zip bomb"
+                    f"{limits.max_zip_ratio:.0f}x); this looks like a zip bomb"
                 )
         out.append((info, p))
     return out
 
 
 def _image_entries(
-    zf: zipfile.ZipFile, limits: ZipLimits, source: str, extensions: tuple[str, ...]
+    zf: zipfile.ZipFile, limits: UploadLimits, source: str, extensions: tuple[str, ...]
 ) -> list[tuple[zipfile.ZipInfo, PurePosixPath]]:
     """Checked entries with an image extension; junk (``__MACOSX/``, dotfiles) and other
     files are left out (logged)."""
@@ -337,37 +389,51 @@ def _read_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, source: str) -> byte
     try:
         with zf.open(info) as f:
             data = f.read(info.file_size + 1)
-    except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError) as err:
+    except (
+        zipfile.BadZipFile,
+        zlib.error,
+        EOFError,
+        OSError,
+        RuntimeError,
+        NotImplementedError,
+    ) as err:
         raise InputError(f"{source}: zip entry {info.filename!r} is unreadable ({err})") from err
     if len(data) > info.file_size:
         raise InputError(f"{source}: zip entry {info.filename!r} is larger than it declares")
     return data
 
 
-def _open_image(zf: zipfile.ZipFile, info: zipfile.ZipInfo, source: str) -> Image.Image:
+def _open_image(
+    zf: zipfile.ZipFile, info: zipfile.ZipInfo, source: str, limits: UploadLimits
+) -> Image.Image:
     data = _read_entry(zf, info, source)
     try:
         img = Image.open(io.BytesIO(data))
-    except (UnidentifiedImageError, OSError) as err:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError) as err:
         raise InputError(f"{source}: {info.filename!r} is not a readable image ({err})") from err
     w, h = img.size
-    if w * h > MAX_FRAME_PIXELS:
+    if w * h > limits.max_frame_pixels:
         raise InputError(
-            f"{source}: {info.filename!r} is {w}x{h}; at most {MAX_FRAME_PIXELS} pixels per image"
+            f"{source}: {info.filename!r} is {w}x{h}; at most {limits.max_frame_pixels} pixels "
+            "per image"
         )
     return img
 
 
-def _decode_image(zf: zipfile.ZipFile, info: zipfile.ZipInfo, source: str, mode: str):
-    img = _open_image(zf, info, source)
+def _decode_image(
+    zf: zipfile.ZipFile, info: zipfile.ZipInfo, source: str, mode: str, limits: UploadLimits
+) -> np.ndarray:
+    img = _open_image(zf, info, source, limits)
     try:
         return np.asarray(img.convert(mode))
     except OSError as err:
         raise InputError(f"{source}: {info.filename!r} cannot be decoded ({err})") from err
 
 
-def _decode_mask(zf: zipfile.ZipFile, info: zipfile.ZipInfo, source: str) -> np.ndarray:
-    img = _open_image(zf, info, source)
+def _decode_mask(
+    zf: zipfile.ZipFile, info: zipfile.ZipInfo, source: str, limits: UploadLimits
+) -> np.ndarray:
+    img = _open_image(zf, info, source, limits)
     try:
         arr = np.asarray(img)
     except OSError as err:

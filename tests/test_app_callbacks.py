@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import types
 import warnings
 import zipfile
@@ -12,7 +13,9 @@ import pytest
 
 from demo.callbacks import VIEW_OUTPUTS, Callbacks
 from demo.config import EXAMPLES_ROOT, AppConfig, parse_args
+from demo.ui import launch_kwargs
 from refine.errors import InputError
+from refine.limits import UploadLimits
 from refine.overlay import STAGE_COLORS, overlay_mask
 from refine.testing import StaticPropagator
 
@@ -231,3 +234,106 @@ def test_fake_sam2_mode_and_cli_config(monkeypatch):
         parse_args([])
     with pytest.raises(InputError, match="--stage1-dir needs --mevis-root"):
         AppConfig(stage1_dir="x")
+
+
+class FailOnce(StaticPropagator):
+    """Raises ``error`` on its first call, then works like StaticPropagator."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__()
+        self.error: BaseException | None = error
+
+    def track(self, frames, prompt_sets, progress=None):
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+        yield from super().track(frames, prompt_sets, progress)
+
+
+def test_sam2_out_of_memory_is_a_message_and_the_next_run_works():
+    import torch
+
+    prop = FailOnce(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 8 GiB"))
+    cb = Callbacks(AppConfig(propagator_factory=lambda spec: prop))
+    session = cb.open_example(None, "birds", "0", *CONTROLS)["session"]
+    with pytest.raises(gr.Error) as err:
+        _run(cb, session)
+    message = err.value.message
+    assert "SAM2 ran out of memory on birds/0" in message and "CUDA out of memory" in message
+    assert "smaller SAM2 model (tiny or small)" in message and "fewer frames" in message
+    assert "you can run again" in message
+    out = _run(cb, session)  # the same session runs now
+    assert "Fusion: union of SAM2 and stage 1" in out["decision"]
+    assert out["sam2_runs"] == "SAM2 runs this session: 1" and len(prop.calls) == 1
+    session.close()
+
+
+def test_unexpected_errors_become_messages_and_the_session_stays_usable(caplog):
+    prop = FailOnce(ZeroDivisionError("division by zero"))
+    cb = Callbacks(AppConfig(propagator_factory=lambda spec: prop))
+    session = cb.open_example(None, "birds", "0", *CONTROLS)["session"]
+    with pytest.raises(gr.Error) as err:
+        _run(cb, session)
+    assert err.value.message.startswith("Internal error in run: ZeroDivisionError: division by")
+    assert "The app keeps running" in err.value.message
+    assert any(r.exc_info and r.exc_info[0] is ZeroDivisionError for r in caplog.records)
+    assert "Fusion: union" in _run(cb, session)["decision"]
+    session.close()
+
+
+def test_upload_limits_from_the_config_refuse_uploads(tmp_path):
+    import io
+
+    from PIL import Image
+
+    frames_zip = tmp_path / "frames.zip"
+    with zipfile.ZipFile(frames_zip, "w") as zf:
+        for t in range(12):
+            buf = io.BytesIO()
+            Image.fromarray(np.zeros((96, 128, 3), np.uint8)).save(buf, format="PNG")
+            zf.writestr(f"{t:05d}.png", buf.getvalue())
+    stage1 = f"{EXAMPLES_ROOT}/stage1/birds.npz"
+    cb = Callbacks(AppConfig(fake_sam2=True, limits=UploadLimits(max_frames=10)))
+    with pytest.raises(gr.Error, match="frames.zip: 12 frames, over the limit of 10"):
+        cb.open_upload(None, str(frames_zip), stage1, None, *CONTROLS)
+    cb = Callbacks(AppConfig(fake_sam2=True, limits=UploadLimits(max_frame_pixels=96 * 127)))
+    with pytest.raises(gr.Error, match=r"'00000.png' is 128x96; at most 12192 pixels"):
+        cb.open_upload(None, str(frames_zip), stage1, None, *CONTROLS)
+    cb = Callbacks(AppConfig(fake_sam2=True))
+    out = cb.open_upload(None, str(frames_zip), stage1, None, *CONTROLS)
+    assert out["frame"]["maximum"] == 11
+    out["session"].close()
+
+
+def test_pickled_npz_upload_is_refused_by_the_callback(cb, tmp_path):
+    from tests.test_app_session import pickled_upload
+
+    frames_zip, npz, target = pickled_upload(tmp_path)
+    with pytest.raises(gr.Error, match="convert-referdino --trust-pickle"):
+        cb.open_upload(None, frames_zip, npz, None, *CONTROLS)
+    assert not os.path.exists(target)
+
+
+def test_limit_flags(monkeypatch):
+    monkeypatch.delenv("REFINE_APP_IMAGE_SIZE", raising=False)
+    default = parse_args([]).limits
+    assert default == UploadLimits()
+    cfg = parse_args(
+        [
+            "--max-upload-mb",
+            "1.5",
+            "--max-frames",
+            "50",
+            "--max-pixels",
+            "640",
+            "--max-duration",
+            "9",
+        ]
+    )
+    assert cfg.limits == UploadLimits(
+        max_upload_bytes=3 * 2**19, max_frames=50, max_frame_pixels=640, max_duration_s=9.0
+    )
+    for flag in ("--max-upload-mb", "--max-frames", "--max-pixels", "--max-duration"):
+        with pytest.raises(InputError, match=f"{flag} 0 must be positive"):
+            parse_args([flag, "0"])
+    assert launch_kwargs(cfg)["max_file_size"] == 3 * 2**19

@@ -6,7 +6,7 @@ import os
 import zipfile
 
 import pytest
-from gradio_client import Client
+from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from demo.config import AppConfig
@@ -36,22 +36,37 @@ VIEW = [
 ]
 
 
+class Scripted(StaticPropagator):
+    """StaticPropagator that first raises the errors queued in ``fail_next``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail_next: list[BaseException] = []
+
+    def track(self, frames, prompt_sets, progress=None):
+        if self.fail_next:
+            raise self.fail_next.pop(0)
+        yield from super().track(frames, prompt_sets, progress)
+
+
 @pytest.fixture(scope="module")
 def served():
-    prop = StaticPropagator()
-    demo, _ = build_app(AppConfig(propagator_factory=lambda spec: prop))
+    prop = Scripted()
+    config = AppConfig(propagator_factory=lambda spec: prop)
+    demo, cb = build_app(config)
     port = free_port()
     demo.launch(
         server_name="127.0.0.1",
         server_port=port,
         prevent_thread_lock=True,
         quiet=True,
-        **launch_kwargs(),
+        **launch_kwargs(config),
     )
     try:
         yield Client(f"http://127.0.0.1:{port}/", verbose=False), prop
     finally:
         demo.close()
+        cb.close()
 
 
 def _view(result) -> dict:
@@ -102,3 +117,70 @@ def test_errors_come_back_as_messages(served):
     fresh = Client(client.src, verbose=False)  # a new session: nothing open
     with pytest.raises(AppError, match="open a case first"):
         fresh.predict("0", *CONTROLS, 2 / 3, 0.5, 0, api_name="/run")
+
+
+def test_pickled_npz_upload_through_the_api_is_refused(served, tmp_path):
+    from tests.test_app_session import pickled_upload
+
+    client, _ = served
+    frames_zip, npz, target = pickled_upload(tmp_path)
+    with pytest.raises(AppError, match="convert-referdino --trust-pickle"):
+        client.predict(
+            handle_file(frames_zip), handle_file(npz), None, *CONTROLS, api_name="/open_upload"
+        )
+    assert not os.path.exists(target)
+    out = _view(client.predict("ball", "0", *CONTROLS, api_name="/open_example"))
+    assert "the blue ball" in out["case_info"]  # the server and the session carry on
+
+
+def test_run_failures_come_back_as_messages_and_the_session_carries_on(served):
+    client, prop = served
+    client = Client(client.src, verbose=False)
+    _view(client.predict("birds", "1", *CONTROLS, api_name="/open_example"))
+    prop.fail_next = [
+        RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB"),
+        KeyError("bug"),
+    ]
+    with pytest.raises(AppError, match=r"SAM2 ran out of memory on birds/1 .* smaller SAM2 model"):
+        client.predict("1", *CONTROLS, 2 / 3, 0.5, 0, api_name="/run")
+    with pytest.raises(AppError, match="Internal error in run: KeyError: 'bug'"):
+        client.predict("1", *CONTROLS, 2 / 3, 0.5, 0, api_name="/run")
+    out = _view(client.predict("1", *CONTROLS, 2 / 3, 0.5, 0, api_name="/run"))
+    assert out["sam2_runs"] == "SAM2 runs this session: 1" and "Fusion:" in out["decision"]
+
+
+def test_gradio_refuses_uploads_over_the_size_limit(tmp_path):
+    import httpx
+
+    from refine.limits import UploadLimits
+
+    config = AppConfig(fake_sam2=True, limits=UploadLimits(max_upload_bytes=1000))
+    demo, cb = build_app(config)
+    port = free_port()
+    demo.launch(
+        server_name="127.0.0.1",
+        server_port=port,
+        prevent_thread_lock=True,
+        quiet=True,
+        **launch_kwargs(config),
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/gradio_api/upload"
+        big = httpx.post(url, files={"files": ("big.zip", b"\0" * 1001)}, timeout=30)
+        assert big.status_code == 413 and "maximum allowed size of 1000 bytes" in big.text
+        small = httpx.post(url, files={"files": ("small.zip", b"\0" * 1000)}, timeout=30)
+        assert small.status_code == 200
+        path = tmp_path / "big.zip"
+        path.write_bytes(b"\0" * 1001)
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        with pytest.raises(ValueError, match="exceeds the maximum file size of 1000 bytes"):
+            client.predict(
+                handle_file(str(path)),
+                handle_file(str(path)),
+                None,
+                *CONTROLS,
+                api_name="/open_upload",
+            )
+    finally:
+        demo.close()
+        cb.close()

@@ -15,14 +15,17 @@ from demo.config import EXAMPLES_ROOT
 from demo.gpu import make_tracker
 from refine.errors import InputError
 from refine.fusion import fuse
+from refine.limits import UploadLimits
 from refine.models import ModelSpec
 from refine.overlay import Mp4Writer
 from refine.session import (
     DataSource,
+    OutOfMemory,
     RunCancelled,
     RunSettings,
     Session,
     case_from_upload,
+    is_out_of_memory,
     rank_rows,
 )
 from refine.testing import StaticPropagator
@@ -243,3 +246,153 @@ def test_upload_frames_zip_with_png_stage1_and_ground_truth(tmp_path, prop):
         zf.writestr("0/00000.png", _png(np.zeros((10, 10), np.uint8)))
     with pytest.raises(InputError, match="masks must have the video's size"):
         case_from_upload(str(frames_zip), str(wrong))
+
+
+class OomOnce(StaticPropagator):
+    """Runs out of memory on its first call (``error``), then works like StaticPropagator."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__()
+        self.error: BaseException | None = error
+
+    def track(self, frames, prompt_sets, progress=None):
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+        yield from super().track(frames, prompt_sets, progress)
+
+
+def _torch_oom() -> BaseException:
+    import torch
+
+    return torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+
+@pytest.mark.parametrize(
+    "make_error",
+    [_torch_oom, lambda: RuntimeError("MPS backend out of memory"), MemoryError],
+    ids=["torch.cuda.OutOfMemoryError", "RuntimeError", "MemoryError"],
+)
+def test_out_of_memory_says_what_to_try_and_the_next_run_works(session, make_error):
+    _open(session, "birds", "0")
+    prop = OomOnce(make_error())
+    track = make_tracker(lambda spec: prop)
+    with pytest.raises(OutOfMemory) as err:
+        session.run_sam2(SETTINGS, track)
+    message = str(err.value)
+    assert message.startswith("SAM2 ran out of memory on birds/0 (12 frames of 128x96)")
+    for hint in ("smaller SAM2 model", "smaller SAM2 input size", "fewer frames"):
+        assert hint in message
+    assert isinstance(err.value, InputError)  # shown to the user like any input error
+    assert session.run is None and session.sam2_runs == 0 and session.cached_run("0") is None
+    run = session.run_sam2(SETTINGS, track)  # same session, same settings: runs now
+    assert session.run is run and session.sam2_runs == 1 and len(prop.calls) == 1
+    assert session.decision.multi
+
+
+def test_other_runtime_errors_are_not_called_out_of_memory(session):
+    _open(session, "birds", "0")
+    prop = OomOnce(RuntimeError("mat1 and mat2 must have the same dtype"))
+    with pytest.raises(RuntimeError, match="same dtype") as err:
+        session.run_sam2(SETTINGS, make_tracker(lambda spec: prop))
+    assert not isinstance(err.value, InputError)
+    assert not is_out_of_memory(err.value) and is_out_of_memory(RuntimeError("Out of memory"))
+
+
+class Payload:
+    """Unpickling this creates the file ``path``."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def pickled_upload(tmp_path) -> tuple[str, str, str]:
+    """(frames zip, stage-1 npz whose scores entry is a pickled Payload, payload path)."""
+    frames_zip = tmp_path / "frames.zip"
+    with zipfile.ZipFile(frames_zip, "w") as zf:
+        for t in range(3):
+            zf.writestr(f"{t:05d}.png", _png(np.zeros((8, 10, 3), np.uint8)))
+    target = tmp_path / "pwned"
+    npz = tmp_path / "stage1.npz"
+    rng = np.random.default_rng(0)
+    np.savez(
+        npz,
+        format=np.array("refine-stage1/1"),
+        video_size=np.array([8, 10]),
+        frame_names=np.array(["00000", "00001", "00002"]),
+        **{
+            "0/scores": np.array([Payload(str(target))], dtype=object),
+            "0/boxes": rng.uniform(0, 1, (3, 2, 4)).astype(np.float32),
+            "0/masks": rng.normal(size=(3, 2, 4, 5)).astype(np.float16),
+        },
+    )
+    return str(frames_zip), str(npz), str(target)
+
+
+def test_pickled_npz_upload_is_refused_without_unpickling(tmp_path):
+    frames_zip, npz, target = pickled_upload(tmp_path)
+    with pytest.raises(InputError, match="convert-referdino --trust-pickle"):
+        case_from_upload(frames_zip, npz)
+    assert not os.path.exists(target)
+
+
+def test_upload_sizes_are_checked_before_anything_is_read(tmp_path, monkeypatch):
+    import refine.video_io
+
+    frames_zip = tmp_path / "birds.zip"
+    with zipfile.ZipFile(frames_zip, "w") as zf:
+        for t, f in enumerate(_birds_frames()):
+            zf.writestr(f"{t:05d}.png", _png(f))
+    stage1 = os.path.join(EXAMPLES_ROOT, "stage1", "birds.npz")
+    limits = UploadLimits(max_upload_bytes=os.path.getsize(frames_zip))
+    gt = tmp_path / "gt.zip"
+    gt.write_bytes(b"\0" * (limits.max_upload_bytes + 1))
+
+    def not_read(*args, **kwargs):
+        raise AssertionError("the video was read before the sizes were checked")
+
+    with monkeypatch.context() as m:
+        m.setattr(refine.video_io, "read_video", not_read)
+        with pytest.raises(InputError, match=r"gt.zip: the ground truth is .* KiB, over the"):
+            case_from_upload(str(frames_zip), stage1, str(gt), limits)
+    case = case_from_upload(str(frames_zip), stage1, None, limits)  # the limit itself is fine
+    assert case.num_frames == 12
+    with pytest.raises(InputError, match="birds.zip: 12 frames, over the limit of 11"):
+        case_from_upload(str(frames_zip), stage1, None, UploadLimits(max_frames=11))
+    mp4 = str(tmp_path / "birds.mp4")
+    with Mp4Writer(mp4, 96, 128) as w:
+        for f in _birds_frames():
+            w.write(f)
+    with pytest.raises(InputError, match="birds.npz: unpacks to 0 MiB, over the limit"):
+        case_from_upload(mp4, stage1, None, UploadLimits(max_unpacked_bytes=100_000))
+
+
+def test_session_files_live_in_one_folder_removed_when_the_session_ends(tmp_path, prop):
+    workdir = tmp_path / "session"
+    s = Session(workdir=str(workdir))
+    _open(s, "birds", "0")
+    s.run_sam2(SETTINGS, make_tracker(lambda spec: prop))
+    videos, masks = s.videos(), s.masks_zip()
+    assert all(p.startswith(str(workdir) + os.sep) for p in [*videos.values(), masks])
+    s.remove_files()  # e.g. the tab closed: files go, the session stays for a reconnect
+    assert not workdir.exists() and s.run is not None
+    again = s.videos()  # made again on demand
+    assert again == videos and all(os.path.isfile(p) for p in again.values())
+    s.close()
+    assert not workdir.exists() and s.case is None and s.run is None
+    assert s.known_case(EXAMPLES.case_key("birds")) is None  # memory dropped too
+
+
+def test_session_folder_goes_when_the_session_is_garbage_collected(tmp_path):
+    import gc
+
+    workdir = tmp_path / "gc"
+    s = Session(workdir=str(workdir))
+    with open(workdir / "x.mp4", "wb") as f:
+        f.write(b"x")
+    del s
+    gc.collect()
+    assert not workdir.exists()

@@ -23,10 +23,11 @@ from PIL import Image
 from refine.dataset import MevisDataset
 from refine.errors import InputError
 from refine.frames import FrameSource
+from refine.limits import UploadLimits
 from refine.pipeline import check_video_matches, refine_video
 from refine.stage1 import FORMAT, load_stage1_npz
 from refine.testing import StaticPropagator
-from refine.video_io import ZipLimits, read_frames_zip, read_masks_zip, read_video
+from refine.video_io import read_frames_zip, read_masks_zip, read_video
 
 EXAMPLES = os.path.abspath("examples/data")
 
@@ -230,14 +231,14 @@ CASES = [
     ),
     Case(
         "zip bomb",
-        lambda t: (lambda p: lambda: read_frames_zip(p, ZipLimits(max_ratio=50)))(
+        lambda t: (lambda p: lambda: read_frames_zip(p, UploadLimits(max_zip_ratio=50)))(
             zipped(t, {"00000.png": b"\0" * (8 * 2**20)})
         ),
         "zip bomb",
     ),
     Case(
         "too many zip entries",
-        lambda t: (lambda p: lambda: read_frames_zip(p, ZipLimits(max_entries=3)))(
+        lambda t: (lambda p: lambda: read_frames_zip(p, UploadLimits(max_zip_entries=3)))(
             zipped(t, {f"{i:05d}.png": FRAME for i in range(5)})
         ),
         "at most 3 allowed",

@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 
 from refine.errors import InputError
+from refine.limits import UploadLimits
 from refine.overlay import Mp4Writer
 from refine.video_io import (
-    ZipLimits,
     check_zip_member_name,
     read_frames_zip,
     read_masks_zip,
@@ -117,10 +117,10 @@ def test_symlink_entries_are_rejected(tmp_path):
 def test_entry_count_total_size_and_ratio_limits(tmp_path):
     many = _zip(tmp_path / "many.zip", {f"{i}.png": b"x" for i in range(6)})
     with pytest.raises(InputError, match="6 entries; at most 5"):
-        read_frames_zip(many, ZipLimits(max_entries=5))
+        read_frames_zip(many, UploadLimits(max_zip_entries=5))
     big = _zip(tmp_path / "big.zip", {"0.png": b"\0" * 2048, "1.png": b"\0" * 2048})
-    with pytest.raises(InputError, match="MiB uncompressed"):
-        read_frames_zip(big, ZipLimits(max_total_bytes=3000))
+    with pytest.raises(InputError, match="more than 2.9 KiB uncompressed"):
+        read_frames_zip(big, UploadLimits(max_unpacked_bytes=3000))
     bomb = _zip(tmp_path / "bomb.zip", {"0.png": b"\0" * (4 * 2**20)})
     with pytest.raises(InputError, match="zip bomb"):
         read_frames_zip(bomb)
@@ -185,8 +185,125 @@ def test_video_file_round_trip(tmp_path):
     assert video.fps == pytest.approx(10)
     # H.264 is lossy, but the bright stripe stays where it was
     assert video.frames[3, :, 24:32].mean() > 200 and video.frames[3, :, :16].mean() < 60
-    with pytest.raises(InputError, match="too long"):
-        read_video_file(path, max_frames=3)
+
+
+def _clip(tmp_path, t: int = 5, fps: float = 10) -> str:
+    path = str(tmp_path / "clip.mp4")
+    with Mp4Writer(path, 32, 48, fps=fps) as w:
+        for i in range(t):
+            w.write(np.full((32, 48, 3), 20 * i, np.uint8))
+    return path
+
+
+@pytest.fixture
+def decoded(monkeypatch):
+    """Counts the frames ffmpeg hands over; ``decoded["duration"]`` (when set) replaces
+    the duration in ffmpeg's header, as a lying or incomplete header would."""
+    import imageio_ffmpeg
+
+    real = imageio_ffmpeg.read_frames
+    seen = {"calls": 0, "frames": 0}
+
+    def read_frames(path, *args, **kwargs):
+        seen["calls"] += 1
+        gen = real(path, *args, **kwargs)
+        meta = next(gen)
+        if "duration" in seen:
+            meta = {**meta, "duration": seen["duration"]}
+        try:
+            yield meta
+            for frame in gen:
+                seen["frames"] += 1
+                yield frame
+        finally:
+            gen.close()
+
+    monkeypatch.setattr(imageio_ffmpeg, "read_frames", read_frames)
+    return seen
+
+
+@pytest.mark.parametrize(
+    "limits, message",
+    [
+        (UploadLimits(max_frames=3), r"about 5 frames \(0.5 s at 10 fps\), over the limit of 3"),
+        (UploadLimits(max_duration_s=0.2), r"lasts 0.5 s, over the limit of 0.2 s; trim it"),
+        (UploadLimits(max_frame_pixels=1000), "frame size 48x32 is not supported"),
+        (
+            UploadLimits(max_decoded_bytes=10_000),
+            r"would take 22.5 KiB decoded, over the limit of 9.8 KiB",
+        ),
+    ],
+)
+def test_video_limits_are_checked_before_decoding(tmp_path, decoded, limits, message):
+    path = _clip(tmp_path)
+    with pytest.raises(InputError, match=message):
+        read_video_file(path, limits)
+    assert decoded == {"calls": 1, "frames": 0}  # refused from ffmpeg's header alone
+
+
+def test_video_file_size_is_checked_before_ffmpeg_opens_it(tmp_path, decoded):
+    path = _clip(tmp_path)
+    with pytest.raises(
+        InputError, match=r"clip.mp4: the video is .* KiB, over the limit of 100 bytes per file"
+    ):
+        read_video(path, UploadLimits(max_upload_bytes=100))
+    assert decoded["calls"] == 0
+
+
+@pytest.mark.parametrize(
+    "limits, message",
+    [
+        (UploadLimits(max_frames=3), r"too long \(more than 3 frames of 48x32"),
+        (UploadLimits(max_duration_s=0.25), r"lasts more than 0.25 s \(frame 4 at 10 fps"),
+    ],
+)
+def test_video_limits_hold_when_the_header_understates(tmp_path, decoded, limits, message):
+    decoded["duration"] = 0.0  # header without a duration: counted while decoding
+    path = _clip(tmp_path)
+    with pytest.raises(InputError, match=message):
+        read_video(path, limits)
+    assert decoded["frames"] == 4  # stopped at the first frame over the limit
+
+
+def test_frames_zip_limits(tmp_path):
+    path = _zip(tmp_path / "f.zip", {f"{i}.png": _png(f) for i, f in enumerate(_frames(4, 10, 14))})
+    assert read_frames_zip(path, UploadLimits(max_frames=4)).frames.shape == (4, 10, 14, 3)
+    with pytest.raises(InputError, match="4 frames, over the limit of 3"):
+        read_frames_zip(path, UploadLimits(max_frames=3))
+    with pytest.raises(InputError, match=r"'0.png' is 14x10; at most 139 pixels"):
+        read_frames_zip(path, UploadLimits(max_frame_pixels=139))
+    with pytest.raises(InputError, match="4 frames of 14x10 exceed 1.6 KiB decoded"):
+        read_frames_zip(path, UploadLimits(max_decoded_bytes=1679))
+    with pytest.raises(
+        InputError, match="f.zip: the zip is .* over the limit of 10 bytes per file"
+    ):
+        read_frames_zip(path, UploadLimits(max_upload_bytes=10))
+
+
+def test_masks_zip_limits(tmp_path):
+    entries = {f"{e}/{t:05d}.png": _png(np.zeros((6, 8), np.uint8)) for e in "01" for t in range(3)}
+    path = _zip(tmp_path / "m.zip", entries)
+    assert read_masks_zip(path, UploadLimits(max_frames=3)).masks["1"].shape == (3, 6, 8)
+    with pytest.raises(InputError, match="masks for 3 frames, over the limit of 2"):
+        read_masks_zip(path, UploadLimits(max_frames=2))
+    with pytest.raises(
+        InputError,
+        match="2 expressions x 3 masks of 8x6 take 288 bytes decoded, over the limit of 287 bytes",
+    ):
+        read_masks_zip(path, UploadLimits(max_decoded_bytes=287))
+    dup = _zip(
+        tmp_path / "dup.zip",
+        {"0/00000.png": entries["0/00000.png"], "0/00000.PNG": entries["0/00000.png"]},
+    )
+    with pytest.raises(InputError, match="'0/00000.png' and '0/00000.PNG' are the same mask"):
+        read_masks_zip(dup)
+
+
+@pytest.mark.parametrize("field", ["max_upload_bytes", "max_frames", "max_duration_s"])
+@pytest.mark.parametrize("value", [0, -1, True, "10"])
+def test_upload_limits_must_be_positive_numbers(field, value):
+    with pytest.raises(InputError, match=f"upload limit {field} = {value!r} must be a positive"):
+        UploadLimits(**{field: value})
 
 
 def test_broken_video_and_unknown_extension(tmp_path):

@@ -1,0 +1,86 @@
+"""The app's sessions and their files: one folder per browser session, all under one
+folder per app process (no Gradio import: callers pass Gradio's session hash)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import uuid
+import weakref
+
+from refine.session import Session
+
+log = logging.getLogger(__name__)
+
+
+def _remove_root(path: str) -> None:
+    try:
+        shutil.rmtree(path)
+    except FileNotFoundError:
+        log.debug("%s was already removed", path)
+    except OSError as err:
+        log.warning("could not remove the app's session folder %s: %s", path, err)
+
+
+class SessionStore:
+    """Makes each browser session's :class:`Session`, with its own folder under :attr:`root`
+    (``refine-app-…`` in the temp folder, or in ``parent``).
+
+    A session's files go when its tab closes (:meth:`end`, from Gradio's unload event; the
+    session itself stays, as Gradio keeps its state an hour for a reconnect, and remakes
+    files on demand); the session when Gradio drops its state (:meth:`discard`, the
+    ``delete_callback`` of its gr.State) or when it is garbage-collected; the root with
+    everything in it at shutdown (:meth:`close`, also run at interpreter exit).
+    """
+
+    def __init__(self, parent: str | None = None) -> None:
+        self.root = tempfile.mkdtemp(prefix="refine-app-", dir=parent)
+        self._sessions: weakref.WeakValueDictionary[str, Session] = weakref.WeakValueDictionary()
+        self._lock = threading.Lock()
+        self._remove_root = weakref.finalize(self, _remove_root, self.root)
+
+    def get(self, session: Session | None, key: str | None = None) -> Session:
+        """``session`` if there is one, else the session of browser session ``key``
+        (Gradio's session hash; None: a new anonymous session), made on first use."""
+        if session is not None:
+            return session
+        with self._lock:
+            found = self._sessions.get(key) if key is not None else None
+            if found is not None:
+                return found
+            if not self._remove_root.alive:
+                raise RuntimeError(f"the session store at {self.root} is closed")
+            new = Session(workdir=os.path.join(self.root, uuid.uuid4().hex))
+            self._sessions[key if key is not None else new.workdir] = new
+        return new
+
+    def end(self, key: str) -> None:
+        """The tab of browser session ``key`` closed: delete its files (none is fine)."""
+        with self._lock:
+            session = self._sessions.get(key)
+        if session is not None:
+            session.remove_files()
+
+    def discard(self, session: Session | None) -> None:
+        """Gradio dropped ``session``'s state: close it (files and memory) and forget it."""
+        if session is None:
+            return
+        with self._lock:
+            for key in [k for k, s in self._sessions.items() if s is session]:
+                del self._sessions[key]
+        session.close()
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def close(self) -> None:
+        """Shutdown: close every session and delete the root folder with all files."""
+        with self._lock:
+            sessions = list(self._sessions.values())
+            self._sessions.clear()
+        for session in sessions:
+            session.close()
+        self._remove_root()
