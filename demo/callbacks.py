@@ -135,7 +135,7 @@ class Callbacks:
             from refine.testing import StaticPropagator
 
             factory = _static_factory(StaticPropagator)
-        self.track = make_tracker(factory)
+        self.track = make_tracker(factory, config.cache_mb)
         self.uses_sam2 = factory is None  # False: a fake/test propagator, no checkpoint needed
         self.sources: dict[str, DataSource] = {
             "examples": DataSource(

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from refine.errors import InputError
+from refine.feature_cache import DEFAULT_CACHE_MB
 from refine.limits import DEFAULT_LIMITS, MB, UploadLimits
 from refine.models import MODEL_SIZES
 
@@ -39,6 +40,7 @@ class AppConfig:
     random_weights: bool = False
     image_size: int | None = None
     concurrency: int = 1
+    cache_mb: float = DEFAULT_CACHE_MB
     fake_sam2: bool = False
     propagator_factory: Callable | None = None
     limits: UploadLimits = field(default_factory=UploadLimits)
@@ -53,6 +55,8 @@ class AppConfig:
             )
         if self.concurrency < 1:
             raise InputError(f"--concurrency must be at least 1, got {self.concurrency}")
+        if self.cache_mb < 0:
+            raise InputError(f"--cache-mb must be ≥ 0, got {self.cache_mb:g}")
         if self.mevis_root is not None and not os.path.isdir(self.mevis_root):
             raise InputError(f"--mevis-root {self.mevis_root}: folder does not exist")
         if self.stage1_dir is not None and self.mevis_root is None:
@@ -116,6 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--concurrency", type=int, default=1, help="SAM2 runs at the same time, across users"
+    )
+    p.add_argument(
+        "--cache-mb",
+        type=float,
+        default=DEFAULT_CACHE_MB,
+        metavar="MB",
+        help="SAM2 frame-feature cache per video, shared by its expressions "
+        f"(default {DEFAULT_CACHE_MB:g}; 0: none)",
     )
     d = DEFAULT_LIMITS
     p.add_argument(
@@ -186,6 +198,7 @@ def parse_args(argv: Sequence[str] | None = None) -> AppConfig:
         random_weights=args.random_weights,
         image_size=args.image_size if args.image_size is not None else _image_size_from_env(),
         concurrency=args.concurrency,
+        cache_mb=args.cache_mb,
         fake_sam2=args.fake_sam2,
         limits=limits_from_args(args),
     )

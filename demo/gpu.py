@@ -7,6 +7,7 @@ it is a plain function. torch and sam2 are imported only when it first runs.
 
 from __future__ import annotations
 
+import functools
 import gc
 import importlib.util
 from collections.abc import Callable
@@ -57,11 +58,13 @@ if importlib.util.find_spec("spaces") is not None:  # Hugging Face Spaces only
     track_expression = spaces.GPU(duration=GPU_DURATION_S)(track_expression)
 
 
-def make_tracker(propagator_factory: Callable | None = None) -> Tracker:
-    """The tracker the app uses: SAM2 through :func:`track_expression`, or, for tests, the
-    propagators that ``propagator_factory(spec)`` returns."""
+def make_tracker(
+    propagator_factory: Callable | None = None, cache_mb: float | None = None
+) -> Tracker:
+    """The tracker the app uses: SAM2 through :func:`track_expression` (with a ``cache_mb``
+    feature cache), or, for tests, the propagators that ``propagator_factory(spec)`` returns."""
     if propagator_factory is None:
-        return track_expression
+        return functools.partial(track_expression, cache_mb=cache_mb)
 
     def track(frames, exp_id, exp, params, spec, progress):
         propagator = propagator_factory(spec)

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+DEFAULT_CACHE_MB = 4096.0
+"""Default bound of a video's feature cache: ~35 frames at 1024², the whole of most
+videos at small input sizes."""
+
 
 def _tensors(entry):
     image, backbone = entry

@@ -12,7 +12,7 @@ from typing import Protocol
 import numpy as np
 
 from refine.errors import InputError
-from refine.feature_cache import FeatureCache
+from refine.feature_cache import DEFAULT_CACHE_MB, FeatureCache
 from refine.frames import FrameSource
 from refine.models import ModelSpec, get_predictor
 from refine.prompts import Prompt
@@ -20,7 +20,6 @@ from refine.prompts import Prompt
 ProgressFn = Callable[[int, int], None]
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 SCHEDULES = ("lockstep", "sequential")
-DEFAULT_CACHE_MB = 4096.0
 
 
 class Propagator(Protocol):

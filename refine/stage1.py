@@ -136,9 +136,11 @@ def load_stage1_npz(path: str, max_bytes: int | None = None) -> VideoStage1:
         if max_bytes is not None:
             total = sum(info.file_size for info in data.zip.infolist())
             if total > max_bytes:
+                from refine.limits import format_bytes
+
                 raise InputError(
-                    f"{path}: unpacks to {total / 2**20:.0f} MiB, over the limit of "
-                    f"{max_bytes / 2**20:.0f} MiB"
+                    f"{path}: unpacks to {format_bytes(total)}, over the limit of "
+                    f"{format_bytes(max_bytes)}"
                 )
         keys = set(data.files)
         if "format" not in keys:

@@ -337,3 +337,15 @@ def test_limit_flags(monkeypatch):
         with pytest.raises(InputError, match=f"{flag} 0 must be positive"):
             parse_args([flag, "0"])
     assert launch_kwargs(cfg)["max_file_size"] == 3 * 2**19
+
+
+def test_cache_flag_reaches_the_sam2_tracker():
+    from demo.config import parse_args
+    from demo.gpu import make_tracker, track_expression
+
+    config = parse_args(["--cache-mb", "64"])
+    assert config.cache_mb == 64
+    tracker = make_tracker(None, config.cache_mb)
+    assert tracker.func is track_expression and tracker.keywords == {"cache_mb": 64}
+    with pytest.raises(InputError, match="--cache-mb must be ≥ 0"):
+        parse_args(["--cache-mb", "-1"])

@@ -171,6 +171,6 @@ def test_size_limit_is_checked_before_reading(tmp_path):
     with open(path, "wb") as f:
         np.savez_compressed(f, **arrays)
     assert os.path.getsize(path) < 100_000
-    with pytest.raises(InputError, match="over the limit of 1 MiB"):
+    with pytest.raises(InputError, match="over the limit of 1.0 MiB"):
         load_stage1_npz(path, max_bytes=2**20)
     assert load_stage1_npz(path, max_bytes=8 * 2**20).expressions["0"].masks.shape[2:] == (400, 600)
