@@ -37,3 +37,11 @@ def write_clip(
     save_stage1_npz(
         os.path.join(stage1_dir, f"{video}.npz"), VideoStage1((h, w), names, expressions)
     )
+
+
+def run_args(data: str, out: str, *extra: str) -> list[str]:
+    """``refine run`` arguments on ``data`` (MeViS layout with ``stage1/``): random-weight
+    SAM2.1-tiny at a 128-px input on the CPU."""
+    return ["run", "--data", str(data), "--stage1", os.path.join(str(data), "stage1"),
+            "--out", str(out), "--model", "tiny", "--random-weights", "--image-size", "128",
+            "--device", "cpu", *extra]  # fmt: skip

@@ -11,6 +11,7 @@ from refine.cli import main
 from refine.models import ModelSpec
 from refine.stage1 import load_stage1_npz, save_stage1_npz
 from refine.testing import StaticPropagator
+from tests.clips import run_args
 
 EXAMPLES = os.path.abspath("examples/data")
 
@@ -23,25 +24,7 @@ def data(tmp_path):
 
 
 def run_cli(root, out, *extra):
-    return main(
-        [
-            "run",
-            "--data",
-            str(root),
-            "--stage1",
-            str(root / "stage1"),
-            "--out",
-            str(out),
-            "--model",
-            "tiny",
-            "--random-weights",
-            "--image-size",
-            "128",
-            "--device",
-            "cpu",
-            *extra,
-        ]
-    )
+    return main(run_args(root, out, *extra))
 
 
 def edit_npz(path, fn):

@@ -6,30 +6,13 @@ import subprocess
 import sys
 import time
 
+from tests.clips import run_args
+
 EXAMPLES = os.path.abspath("examples/data")
 
 
 def cmd(out, *extra):
-    return [
-        sys.executable,
-        "-m",
-        "refine",
-        "run",
-        "--data",
-        EXAMPLES,
-        "--stage1",
-        f"{EXAMPLES}/stage1",
-        "--out",
-        str(out),
-        "--model",
-        "tiny",
-        "--random-weights",
-        "--image-size",
-        "128",
-        "--device",
-        "cpu",
-        *extra,
-    ]
+    return [sys.executable, "-m", "refine", *run_args(EXAMPLES, out, *extra)]
 
 
 def files(root):

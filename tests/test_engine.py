@@ -15,6 +15,7 @@ from refine.pipeline import refine_video
 from refine.propagation import Sam2Propagator
 from refine.sam2_patches import CACHE_KEY, new_inference_state
 from refine.stage1 import load_stage1_npz
+from tests.clips import run_args
 
 EXAMPLES = os.path.abspath("examples/data")
 SPEC = ModelSpec("tiny", "cpu", random_weights=True, seed=0, image_size=128)
@@ -96,26 +97,12 @@ def test_bounded_cache_evicts_and_offloads():
 
 
 def test_two_workers_write_the_same_masks_as_one(tmp_path):
-    base = [
-        sys.executable,
-        "-m",
-        "refine",
-        "run",
-        "--data",
-        EXAMPLES,
-        "--stage1",
-        f"{EXAMPLES}/stage1",
-        "--model",
-        "tiny",
-        "--random-weights",
-        "--image-size",
-        "128",
-        "--device",
-        "cpu",
-    ]
-    one = subprocess.run([*base, "--out", str(tmp_path / "one")], capture_output=True, text=True)
+    def base(out):
+        return [sys.executable, "-m", "refine", *run_args(EXAMPLES, out)]
+
+    one = subprocess.run(base(tmp_path / "one"), capture_output=True, text=True)
     two = subprocess.run(
-        [*base, "--out", str(tmp_path / "two"), "--workers", "2"], capture_output=True, text=True
+        [*base(tmp_path / "two"), "--workers", "2"], capture_output=True, text=True
     )
     assert one.returncode == 0, one.stderr
     assert two.returncode == 0, two.stderr
