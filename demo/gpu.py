@@ -28,15 +28,19 @@ def track_expression(
     params: RefineParams,
     spec: ModelSpec,
     progress: ProgressFn,
+    cache_mb: float | None = None,
 ) -> ExpressionResult:
     """Selection, prompts, SAM2 propagation and fusion of one expression with SAM2 ``spec``
-    (the predictor is built once per process and spec). When SAM2 runs out of memory,
+    (the predictor is built once per process and spec). ``cache_mb`` bounds the video's
+    frame-feature cache (None: refine's default). When SAM2 runs out of memory,
     the device's cached blocks are released before the error goes on, so that the next
     run (e.g. with a smaller model) starts from a clean device."""
+    from refine.feature_cache import DEFAULT_CACHE_MB
     from refine.propagation import Sam2Propagator
 
+    propagator = Sam2Propagator(spec, cache_mb=DEFAULT_CACHE_MB if cache_mb is None else cache_mb)
     try:
-        return refine_expression(exp_id, exp, frames, Sam2Propagator(spec), params, progress)
+        return refine_expression(exp_id, exp, frames, propagator, params, progress)
     except (RuntimeError, MemoryError) as err:
         if is_out_of_memory(err):
             release_memory(spec.device)

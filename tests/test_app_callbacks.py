@@ -349,3 +349,20 @@ def test_cache_flag_reaches_the_sam2_tracker():
     assert tracker.func is track_expression and tracker.keywords == {"cache_mb": 64}
     with pytest.raises(InputError, match="--cache-mb must be ≥ 0"):
         parse_args(["--cache-mb", "-1"])
+
+
+def test_sam2_tracker_builds_its_propagator_with_the_cache_bound(monkeypatch):
+    import demo.gpu as gpu
+    import refine.propagation as propagation
+
+    made = []
+
+    class Spy:
+        def __init__(self, spec, cache_mb):
+            made.append(cache_mb)
+
+    monkeypatch.setattr(propagation, "Sam2Propagator", Spy)
+    monkeypatch.setattr(gpu, "refine_expression", lambda *a: "result")
+    assert gpu.make_tracker(None, 64)(None, "0", None, None, None, None) == "result"
+    assert gpu.make_tracker(None, None)(None, "0", None, None, None, None) == "result"
+    assert made == [64, 4096.0]
