@@ -1,0 +1,37 @@
+"""``python -m refine bench`` on a tiny synthetic video: identical masks, encoder-call counts,
+its JSON, and that its timing wrappers leave the cached predictor as they found it.
+
+Speeds are the benchmark's business; nothing here is timed."""
+
+import json
+
+from refine import bench
+from refine.models import ModelSpec, get_predictor
+
+T, E, SIZE = 6, 3, 128
+
+
+def test_bench_schedules_share_encoder_work_and_match_masks(tmp_path):
+    out = tmp_path / "bench.json"
+    args = ["-T", str(T), "-E", str(E), "--image-size", str(SIZE)]
+    assert bench.main([*args, "--height", "96", "--width", "128", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+
+    assert r["masks_identical"] is True
+    assert r["expressions_tracked"] == E
+    assert r["ours"]["encoder_calls"] == T  # each frame encoded once for all expressions
+    # the seed's schedule encodes each expression's frames again, both directions
+    assert r["seed"]["encoder_calls"] >= E * T
+    # both schedules run the same SAM2 per-object steps; only encoder work differs
+    assert r["ours"]["object_steps"] == r["seed"]["object_steps"] > r["tracking_steps"] >= E * T
+    assert r["limit_seconds"] > r["tracking_steps"] * r["track_seconds_per_step"] > 0
+
+
+def test_component_timer_restores_the_patched_predictor():
+    pred = get_predictor(ModelSpec("tiny", "cpu", random_weights=True, seed=0, image_size=SIZE))
+    patched_forward = pred.forward_image
+    timer = bench.ComponentTimer(pred)
+    assert pred.forward_image is not patched_forward
+    timer.restore()
+    assert pred.forward_image == patched_forward  # refine's call counter still in place
+    assert "_run_single_frame_inference" not in vars(pred)
