@@ -13,7 +13,7 @@ T, E, SIZE = 6, 3, 128
 
 def test_bench_schedules_share_encoder_work_and_match_masks(tmp_path):
     out = tmp_path / "bench.json"
-    args = ["-T", str(T), "-E", str(E), "--image-size", str(SIZE)]
+    args = ["-T", str(T), "-E", str(E), "--image-size", str(SIZE), "--repeat", "2"]
     assert bench.main([*args, "--height", "96", "--width", "128", "--json", str(out)]) == 0
     r = json.loads(out.read_text())
 
@@ -25,6 +25,9 @@ def test_bench_schedules_share_encoder_work_and_match_masks(tmp_path):
     # both schedules run the same SAM2 per-object steps; only encoder work differs
     assert r["ours"]["object_steps"] == r["seed"]["object_steps"] > r["tracking_steps"] >= E * T
     assert r["limit_seconds"] > r["tracking_steps"] * r["track_seconds_per_step"] > 0
+    # --repeat 2: two alternating runs each, the fastest reported
+    assert len(r["runs"]["seed"]) == len(r["runs"]["ours"]) == 2
+    assert r["ours"]["seconds"] == min(run["seconds"] for run in r["runs"]["ours"])
 
 
 def test_component_timer_restores_the_patched_predictor():
@@ -35,3 +38,10 @@ def test_component_timer_restores_the_patched_predictor():
     timer.restore()
     assert pred.forward_image == patched_forward  # refine's call counter still in place
     assert "_run_single_frame_inference" not in vars(pred)
+
+
+def test_bench_rejects_a_repeat_below_one(capsys):
+    from refine.cli import main
+
+    assert main(["bench", "--repeat", "0"]) == 2
+    assert "--repeat must be at least 1, got 0" in capsys.readouterr().err
