@@ -210,10 +210,10 @@ def _worker(cfg: BatchConfig, position: int, todo, results) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     def next_video():
-        try:
-            return todo.get_nowait()
-        except queue.Empty:
-            return None
+        # blocking: the queue ends with one None per worker. (get_nowait() raises Empty
+        # while another worker holds the queue's read lock, which would end this worker
+        # early and leave its share of the work to the others.)
+        return todo.get()
 
     try:
         reports = _run_videos(cfg, [], make_propagator(cfg), position, next_video)
@@ -242,7 +242,7 @@ def run_batch(
         return _run_videos(cfg, names, prop, 0, lambda: pending.pop(0) if pending else None)
     ctx = mp.get_context("spawn")
     todo, results = ctx.Queue(), ctx.Queue()
-    for v in names:
+    for v in [*names, *[None] * len(devices)]:
         todo.put(v)
     procs = []
     for i, dev in enumerate(devices):

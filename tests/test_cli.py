@@ -331,3 +331,34 @@ def test_batch_keeps_going_when_a_video_fails(data, tmp_path):
     }
     assert "RuntimeError: CUDA out of memory" in reports["ball"].error
     assert reports["birds"].error is None and reports["birds"].written == ["0", "1"]
+
+
+def test_two_workers_share_the_queue_and_go_on_past_a_failing_video(data, tmp_path):
+    """The multi-worker queue: a broken video is reported at the end with a non-zero exit;
+    every other video is written. Four videos for two workers, so both take several."""
+    import subprocess
+    import sys
+
+    meta_path = data / "meta_expressions.json"
+    meta = json.loads(meta_path.read_text())
+    for src in ("ball", "birds"):
+        dst = f"{src}2"
+        shutil.copytree(data / "JPEGImages" / src, data / "JPEGImages" / dst)
+        shutil.copy(data / "stage1" / f"{src}.npz", data / "stage1" / f"{dst}.npz")
+        meta["videos"][dst] = meta["videos"][src]
+    meta_path.write_text(json.dumps(meta))
+    _nan_scores(data)  # breaks ball
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "refine", *run_args(data, out, "--workers", "2")],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 1, proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "ball.npz" in errors[0] and "NaN" in errors[0], proc.stderr
+    assert not (out / "ball").exists()
+    for video in ("ball2", "birds", "birds2"):
+        frames = meta["videos"][video]["frames"]
+        for exp_id in meta["videos"][video]["expressions"]:
+            assert (out / video / exp_id / f"{frames[-1]}.png").exists(), (video, exp_id)
