@@ -306,7 +306,6 @@ LONG_CHILD = r"""
 import json, os, sys, time, resource
 import numpy as np, psutil, torch
 from refine.models import ModelSpec, get_predictor
-from refine.errors import InputError
 from refine.frames import FrameSource
 from refine.sam2_patches import new_inference_state
 from refine.feature_cache import FeatureCache
