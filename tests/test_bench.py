@@ -45,3 +45,14 @@ def test_bench_rejects_a_repeat_below_one(capsys):
 
     assert main(["bench", "--repeat", "0"]) == 2
     assert "--repeat must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_long_video_bench_runs_both_modes_in_subprocesses(tmp_path):
+    out = tmp_path / "long.json"
+    args = ["--long-video", "-T", "60", "--image-size", "128", "--track-frames", "3"]
+    assert bench.main([*args, "--height", "64", "--width", "96", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    for mode in ("ours", "plain"):
+        assert "error" not in r[mode], r[mode]
+        assert r[mode]["frames_tracked"] == 3
+        assert r[mode]["peak_rss_mb"] > r[mode]["model_rss_mb"] > 0
