@@ -156,7 +156,9 @@ def _quiet_frame_loading():
     """Silence the "frame loading (JPEG)" bar ``init_state`` prints in the seed schedule."""
     import sam2.utils.misc as misc
 
-    saved, misc.tqdm = misc.tqdm, lambda iterable, *a, **k: iterable
+    from refine.sam2_patches import quiet_tqdm
+
+    saved, misc.tqdm = misc.tqdm, quiet_tqdm
     try:
         yield
     finally:

@@ -36,7 +36,7 @@ def patch_predictor(predictor) -> None:
         return
     import sam2.sam2_video_predictor as svp
 
-    svp.tqdm = _quiet_tqdm
+    svp.tqdm = quiet_tqdm
     predictor.memory_attention.register_forward_pre_hook(_upcast_memory, with_kwargs=True)
 
     predictor.refine_encoder_calls = 0
@@ -64,7 +64,8 @@ def patch_predictor(predictor) -> None:
     predictor.refine_patched = True
 
 
-def _quiet_tqdm(iterable, *args, **kwargs):
+def quiet_tqdm(iterable, *args, **kwargs):
+    """A stand-in for ``tqdm`` that shows no bar."""
     return iterable
 
 
