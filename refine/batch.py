@@ -179,9 +179,7 @@ def make_propagator(cfg: BatchConfig):
     return Sam2Propagator(cfg.spec, cfg.precision, cfg.cache_mb, cfg.offload_cache, cfg.schedule)
 
 
-def _run_videos(
-    cfg: BatchConfig, videos: list[str], propagator, position: int, next_video
-) -> list[VideoReport]:
+def _run_videos(cfg: BatchConfig, propagator, position: int, next_video) -> list[VideoReport]:
     from tqdm import tqdm
 
     reports = []
@@ -216,7 +214,7 @@ def _worker(cfg: BatchConfig, position: int, todo, results) -> None:
         return todo.get()
 
     try:
-        reports = _run_videos(cfg, [], make_propagator(cfg), position, next_video)
+        reports = _run_videos(cfg, make_propagator(cfg), position, next_video)
     except InputError as err:  # e.g. a missing checkpoint: every video would fail the same way
         reports = [VideoReport("*", error=str(err))]
     results.put([asdict(r) for r in reports])
@@ -239,7 +237,7 @@ def run_batch(
     if len(devices) <= 1:
         pending = list(names)
         prop = propagator if propagator is not None else make_propagator(cfg)
-        return _run_videos(cfg, names, prop, 0, lambda: pending.pop(0) if pending else None)
+        return _run_videos(cfg, prop, 0, lambda: pending.pop(0) if pending else None)
     ctx = mp.get_context("spawn")
     todo, results = ctx.Queue(), ctx.Queue()
     for v in [*names, *[None] * len(devices)]:

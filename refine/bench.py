@@ -125,7 +125,6 @@ class ComponentTimer:
             t0 = time.perf_counter()
             out = inner_encode(img)
             self.encode_seconds += time.perf_counter() - t0
-            self.encode_calls += 1
             return out
 
         def run_single_frame_inference(*args, **kwargs):
@@ -140,7 +139,7 @@ class ComponentTimer:
         predictor._run_single_frame_inference = run_single_frame_inference
 
     def reset(self) -> None:
-        self.encode_seconds, self.encode_calls = 0.0, 0
+        self.encode_seconds = 0.0
         self.step_seconds, self.step_calls = 0.0, 0
 
     def restore(self) -> None:
