@@ -23,6 +23,10 @@ PART_SHARES = {"fidelity": 0.3, "speed": 0.25, "memory": 0.2, "paths": 0.25}
 """Share of the budget of each part, in the order they run."""
 
 
+class StepSkipped(Exception):
+    """Raised by a step that cannot run (e.g. what it compares with did not run)."""
+
+
 @dataclass(frozen=True)
 class Sizes:
     """What one check covers. Clips are (T frames, E expressions, H, W); ``oom_limit_mb``
@@ -82,11 +86,18 @@ def now_utc() -> str:
 
 
 class Checker:
-    """Runs steps within ``budget_s`` seconds, tells ``echo`` where it is (one line per
-    event), writes the report to ``out_dir`` after each step."""
+    """Runs steps within ``budget_s`` seconds from ``started`` (a ``time.monotonic()``;
+    default now), tells ``echo`` where it is (one line per event), writes the report to
+    ``out_dir`` after each step."""
 
     def __init__(
-        self, out_dir: str, budget_s: float, sizes: Sizes, meta: dict, echo: Callable[[str], None]
+        self,
+        out_dir: str,
+        budget_s: float,
+        sizes: Sizes,
+        meta: dict,
+        echo: Callable[[str], None],
+        started: float | None = None,
     ) -> None:
         self.echo = echo
         self.out_dir = out_dir
@@ -94,7 +105,7 @@ class Checker:
         self.sizes = sizes
         self.meta = {**meta, "budget_s": budget_s, "sizes": asdict(sizes), "started": now_utc()}
         self.steps: list[dict] = []
-        self._t0 = time.monotonic()
+        self._t0 = time.monotonic() if started is None else started
         os.makedirs(out_dir, exist_ok=True)
 
     def elapsed(self) -> float:
@@ -128,6 +139,8 @@ class Checker:
         try:
             result = fn(left)
             record.update(status="ok", result=result, summary=result.get("summary", ""))
+        except StepSkipped as err:
+            record.update(status="skipped", summary=f"skipped: {err}")
         except Exception as err:  # noqa: BLE001 - a failed step is recorded; the others still run
             record.update(status="failed", summary=f"{type(err).__name__}: {err}"[:500])
             record["traceback"] = traceback.format_exc()[-4000:]

@@ -11,13 +11,16 @@ import argparse
 import os
 import shutil
 import subprocess
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from refine import bench
 from refine.frames import FrameSource
+from refine.gpu_check import StepSkipped
 from refine.metrics import db_eval_iou
 from refine.models import CHECKPOINT_DIR, MODEL_SIZES, ModelSpec, get_predictor
 from refine.pipeline import refine_video
@@ -115,7 +118,7 @@ class Fidelity:
 
     def precision(self, model: str, precision: str) -> dict:
         if model not in self.reference:
-            raise RuntimeError(f"no fp32 reference for {model} (its step did not finish)")
+            raise StepSkipped(f"no fp32 reference for {model} (its step did not finish)")
         spec = model_spec(model, self.device, self.image_size)
         masks, figures = sam2_masks(spec, precision, self.clip)
         c = compare(self.reference[model], masks)
@@ -171,32 +174,59 @@ def speed(model: str, device: str, image_size: int, clip: tuple[int, int, int, i
 
 
 class GpuUtilisation:
-    """GPU utilisation (%) sampled by ``nvidia-smi`` every 200 ms while the block runs, if
-    the device is CUDA and nvidia-smi is on PATH; else nothing is sampled."""
+    """GPU utilisation (%) read every 0.5 s while the block runs: through
+    ``torch.cuda.utilization`` when it works here (it needs pynvml), else one
+    ``nvidia-smi`` query per sample; nothing on a device that is not CUDA."""
 
     def __init__(self, device: str) -> None:
-        exe = shutil.which("nvidia-smi") if device.startswith("cuda") else None
-        index = device.split(":")[1] if ":" in device else "0"
-        self.cmd = exe and [exe, "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"]
-        self.cmd = self.cmd and [*self.cmd, "-i", index, "-lms", "200"]
+        self.read = _utilisation_reader(device) if device.startswith("cuda") else None
         self.samples: list[float] = []
+        self.failed_reads = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.5):
+            try:
+                self.samples.append(self.read())
+            except Exception:  # noqa: BLE001 - an optional figure: a failed read is counted
+                self.failed_reads += 1
 
     def __enter__(self):
-        self.proc = self.cmd and subprocess.Popen(
-            self.cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-        )
+        if self.read is not None:
+            self._thread.start()
         return self
 
     def __exit__(self, *exc):
-        if self.proc:
-            self.proc.terminate()
-            out, _ = self.proc.communicate(timeout=10)
-            self.samples = [float(x) for x in out.split() if x.replace(".", "", 1).isdigit()]
+        if self.read is not None:
+            self._stop.set()
+            self._thread.join()
 
     def summary(self) -> str:
+        if self.read is None:
+            return "not read (no CUDA device, or neither pynvml nor nvidia-smi)"
         if not self.samples:
-            return "not sampled"
-        return f"mean {np.mean(self.samples):.0f}% max {max(self.samples):.0f}% ({len(self.samples)} samples)"
+            return f"no sample ({self.failed_reads} failed reads)"
+        return (
+            f"mean {np.mean(self.samples):.0f}% max {max(self.samples):.0f}% "
+            f"({len(self.samples)} samples, {self.failed_reads} failed reads)"
+        )
+
+
+def _utilisation_reader(device: str) -> Callable[[], float] | None:
+    import torch
+
+    try:
+        torch.cuda.utilization(device)
+        return lambda: float(torch.cuda.utilization(device))
+    except Exception:  # noqa: BLE001 - pynvml missing (ImportError) or NVML unusable: try nvidia-smi
+        pass
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return None
+    index = device.split(":")[1] if ":" in device else "0"
+    cmd = [exe, "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "-i", index]
+    return lambda: float(subprocess.run(cmd, capture_output=True, text=True, timeout=5).stdout)
 
 
 class LongVideo:

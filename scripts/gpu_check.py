@@ -30,11 +30,13 @@ from __future__ import annotations
 import argparse
 import glob
 import os
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 
+STARTED = time.monotonic()
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
@@ -109,6 +111,7 @@ class App:
     out of memory); a gradio_client once it answers."""
 
     def __init__(self, sizes: Sizes, port: int, log: str, limited: bool = False) -> None:
+        port = port or free_port()
         args = ["--host", "127.0.0.1", "--port", str(port), "--model-size", "tiny"]
         args += ["--random-weights", "--image-size", str(sizes.app_image_size)]
         mb = sizes.oom_limit_mb
@@ -151,13 +154,23 @@ class App:
         """Seconds from start until the app first served (after :meth:`client`)."""
         return (self.up_at or time.monotonic()) - self.started
 
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(15)
+    @staticmethod
+    def stop(apps: list[App]) -> None:
+        """Terminate the apps (they delete their sessions' files), kill any still up at 15 s."""
+        for app in apps:
+            app.proc.terminate()
+        for app in apps:
+            try:
+                app.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                app.proc.kill()
+                app.proc.wait(15)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def controls(device: str) -> tuple:
@@ -195,7 +208,7 @@ def app_out_of_memory(app: App, sizes: Sizes, left: float) -> dict:
     deadline = time.monotonic() + left
     client = app.client(left)
     try:
-        app_run(client, "cuda:0" if sizes.oom_limit_mb else sizes.device, left)
+        app_run(client, sizes.device, left)
         raise RuntimeError(f"the Run under a memory limit ({app.limit}) did not run out of memory")
     except AppError as err:
         message = str(err)
@@ -210,6 +223,10 @@ def app_out_of_memory(app: App, sizes: Sizes, left: float) -> dict:
     }
 
 
+def echo(line: str) -> None:
+    print(line, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python scripts/gpu_check.py",
@@ -219,7 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("out_dir", metavar="OUT_DIR", help="folder for gpu_check.json/.md and logs")
     p.add_argument("--smoke", action="store_true", help="every part on CPU at tiny sizes")
     p.add_argument("--budget-s", type=float, default=None, help="seconds (default 480; smoke 110)")
-    p.add_argument("--port", type=int, default=7890, help="the apps use PORT and PORT+1")
+    p.add_argument(
+        "--port", type=int, default=7890, help="the apps use PORT and PORT+1 (0: free ports)"
+    )
     args = p.parse_args(argv)
     sizes = SMOKE if args.smoke else FULL
     budget = args.budget_s if args.budget_s is not None else (110.0 if args.smoke else 480.0)
@@ -237,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     }
     meta.update(environment(sizes.device), weights=weights_used(sizes.models))
-    check = Checker(args.out_dir, budget, sizes, meta, echo=lambda line: print(line, flush=True))
+    check = Checker(args.out_dir, budget, sizes, meta, echo, started=STARTED)
     with tempfile.TemporaryDirectory() as tmp:
         run_sam2_parts(check, sizes, tmp)
     run_paths(check, sizes, args)
@@ -254,8 +273,9 @@ def run_sam2_parts(check: Checker, sizes: Sizes, tmp: str) -> None:
     def make_clips(left: float) -> dict:
         clips["fid"] = make_clip(os.path.join(tmp, "clip"), *sizes.clip, seed=0)
         t, e, h, w = sizes.clip
-        clips["short"] = make_clip(os.path.join(tmp, "short"), sizes.cpu_frames, e, h, w, seed=1)
-        return {"summary": f"T={t} E={e} {w}x{h}; short clip T={sizes.cpu_frames}"}
+        short = (sizes.cpu_frames, min(e, 2), h, w)
+        clips["short"] = make_clip(os.path.join(tmp, "short"), *short, seed=1)
+        return {"summary": f"T={t} E={e} {w}x{h}; short clip T={short[0]} E={short[1]}"}
 
     check.step("fidelity", "synthetic clips", 5, make_clips)
     fid = Fidelity(clips.get("fid"), clips.get("short"), sizes.device, sizes.image_size)
@@ -304,7 +324,8 @@ def run_paths(check: Checker, sizes: Sizes, args) -> None:
     try:
         if check.part_left("paths") > 0:
             apps.append(App(sizes, args.port, os.path.join(out, "app.log")))
-            apps.append(App(sizes, args.port + 1, os.path.join(out, "app_oom.log"), True))
+            port = args.port and args.port + 1
+            apps.append(App(sizes, port, os.path.join(out, "app_oom.log"), True))
         step = f"refine run {dev} --workers 2"
         check.step("paths", step, 60, lambda left: cli_workers(sizes, out, left))
         name = f"app Run on {sizes.device} via gradio_client"
@@ -313,8 +334,7 @@ def run_paths(check: Checker, sizes: Sizes, args) -> None:
         name = f"app out of memory ({limit}), then the session runs on cpu"
         check.step("paths", name, 45, lambda left: app_out_of_memory(apps[1], sizes, left))
     finally:
-        for app in apps:
-            app.stop()
+        App.stop(apps)
 
 
 if __name__ == "__main__":
