@@ -3,8 +3,9 @@
 A check is a list of steps, each in a part (``fidelity``, ``speed``, ``memory``,
 ``paths``) with the seconds it is expected to need. Each part may run until its share of
 the budget ends (time an earlier part left unused carries over); a step that no longer
-fits is recorded as skipped, a step that raises as failed (with its error), and the next
-step runs either way. The report (``gpu_check.json`` and ``gpu_check.md``) is rewritten
+fits is recorded as skipped, one that outlives it (a subprocess or app call given the
+part's remaining time) as timed out, one that raises as failed (with its error), and the
+next step runs either way. The report (``gpu_check.json`` and ``gpu_check.md``) is rewritten
 after every step, so a run cut short still leaves what it measured.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 import traceback
@@ -21,6 +23,7 @@ from dataclasses import asdict, dataclass
 
 PART_SHARES = {"fidelity": 0.3, "speed": 0.25, "memory": 0.2, "paths": 0.25}
 """Share of the budget of each part, in the order they run."""
+STATUSES = ("ok", "failed", "timed out", "skipped")
 
 
 class StepSkipped(Exception):
@@ -141,6 +144,11 @@ class Checker:
             record.update(status="ok", result=result, summary=result.get("summary", ""))
         except StepSkipped as err:
             record.update(status="skipped", summary=f"skipped: {err}")
+        except (TimeoutError, subprocess.TimeoutExpired):
+            spent = time.monotonic() - t0
+            record.update(
+                status="timed out", summary=f"stopped when the part's time ran out ({spent:.0f} s)"
+            )
         except Exception as err:  # noqa: BLE001 - a failed step is recorded; the others still run
             record.update(status="failed", summary=f"{type(err).__name__}: {err}"[:500])
             record["traceback"] = traceback.format_exc()[-4000:]
@@ -170,9 +178,7 @@ class Checker:
 
 def markdown(report: dict) -> str:
     """The short report: what ran where, then one table row per step."""
-    status = {
-        s: sum(x["status"] == s for x in report["steps"]) for s in ("ok", "failed", "skipped")
-    }
+    status = {s: sum(x["status"] == s for x in report["steps"]) for s in STATUSES}
     lines = [
         "# GPU check",
         "",
@@ -181,7 +187,13 @@ def markdown(report: dict) -> str:
         "",
         f"Device: {report['device_name']}; torch {report['torch']}; weights: {report['weights']}",
         "",
-        f"Steps: {status['ok']} ok, {status['failed']} failed, {status['skipped']} skipped.",
+        "Steps: " + ", ".join(f"{n} {s}" for s, n in status.items()) + ".",
+        "",
+        "Seconds per part: "
+        + ", ".join(
+            f"{part} {sum(s['seconds'] for s in report['steps'] if s['part'] == part):.0f}"
+            for part in PART_SHARES
+        ),
         "",
         "| part | step | status | s | result |",
         "|---|---|---|---:|---|",

@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import glob
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -88,14 +89,21 @@ def cli_workers(sizes: Sizes, out_dir: str, left: float) -> dict:
         cmd += ["--workers", "2"]
         log = os.path.join(out_dir, "refine_run.log")
         with open(log, "w") as f:
-            proc = subprocess.run(
+            # its own process group: on timeout the spawned workers are stopped with it
+            proc = subprocess.Popen(
                 cmd,
                 cwd=REPO,
                 env=child_env(sizes),
                 stdout=f,
                 stderr=subprocess.STDOUT,
-                timeout=left,
+                start_new_session=True,
             )
+            try:
+                proc.wait(left)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                raise
         pngs = len(glob.glob(os.path.join(tmp, "*", "*", "*.png")))
     shown = " ".join(cmd[1:]).replace(tmp, "OUT").replace(REPO + os.sep, "")
     if proc.returncode != 0 or pngs != expected:
@@ -178,11 +186,14 @@ def controls(device: str) -> tuple:
     return ("tiny", device, "random", "mask", 0.275)
 
 
-def app_run(client, device: str, timeout: float) -> str:
-    """Open the example, Run SAM2 on ``device``; returns the fusion decision shown."""
+def app_run(client, device: str, deadline: float) -> str:
+    """Open the example, Run SAM2 on ``device`` before ``deadline`` (a time.monotonic());
+    returns the fusion decision shown."""
     video, exp_id = EXAMPLE
-    client.submit(video, exp_id, *controls(device), api_name="/open_example").result(timeout)
-    out = client.submit(exp_id, *controls(device), 2 / 3, 0.5, 0, api_name="/run").result(timeout)
+    job = client.submit(video, exp_id, *controls(device), api_name="/open_example")
+    job.result(deadline - time.monotonic())
+    job = client.submit(exp_id, *controls(device), 2 / 3, 0.5, 0, api_name="/run")
+    out = job.result(deadline - time.monotonic())
     lines = [ln for v in out if isinstance(v, str) for ln in v.splitlines() if "Fusion:" in ln]
     if not lines:
         raise RuntimeError(f"the app's Run on {device} showed no fusion decision: {out!r}"[:500])
@@ -190,9 +201,10 @@ def app_run(client, device: str, timeout: float) -> str:
 
 
 def app_on_device(app: App, sizes: Sizes, left: float) -> dict:
+    deadline = time.monotonic() + left
     client = app.client(left)
     up = app.seconds_up()
-    decision = app_run(client, sizes.device, left)
+    decision = app_run(client, sizes.device, deadline)
     return {
         "startup_s": up,
         "decision": decision,
@@ -208,13 +220,13 @@ def app_out_of_memory(app: App, sizes: Sizes, left: float) -> dict:
     deadline = time.monotonic() + left
     client = app.client(left)
     try:
-        app_run(client, sizes.device, left)
+        app_run(client, sizes.device, deadline)
         raise RuntimeError(f"the Run under a memory limit ({app.limit}) did not run out of memory")
     except AppError as err:
         message = str(err)
     if "ran out of memory" not in message:
         raise RuntimeError(f"the app answered with another error: {message}"[:500])
-    decision = app_run(client, "cpu", deadline - time.monotonic())
+    decision = app_run(client, "cpu", deadline)
     return {
         "limit": app.limit,
         "message": message,

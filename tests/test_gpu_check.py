@@ -54,7 +54,7 @@ def test_smoke_runs_every_part_on_cpu(tmp_path):
     assert oom["then_on_cpu"].startswith("Fusion:")
     assert results["refine run --device cpu --workers 2"]["pngs"] == 48
     md = (tmp_path / "gpu_check.md").read_text()
-    assert f"Steps: {len(steps)} ok, 0 failed, 0 skipped." in md
+    assert f"Steps: {len(steps)} ok, 0 failed, 0 timed out, 0 skipped." in md
 
 
 def test_a_spent_budget_skips_every_step_and_still_reports(tmp_path):
