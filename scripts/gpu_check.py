@@ -41,7 +41,7 @@ STARTED = time.monotonic()
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from refine.gpu_check import FULL, SMOKE, Checker, Sizes  # noqa: E402
+from refine.gpu_check import FULL, SMOKE, Checker, Sizes, StepSkipped  # noqa: E402
 
 EXAMPLES = os.path.join(REPO, "examples", "data")
 EXAMPLE = ("birds", "0")  # an example clip and expression of the app
@@ -278,7 +278,26 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_sam2_parts(check: Checker, sizes: Sizes, tmp: str) -> None:
-    from refine.gpu_check_sam2 import Fidelity, LongVideo, make_clip, model_spec, speed
+    """Fidelity, speed and memory, in this process."""
+    from refine.gpu_check_sam2 import speed
+
+    run_fidelity(check, sizes, tmp)
+    speeds = {}
+    for model in sizes.models:
+        t, e = sizes.speed[:2]
+        name = f"{model} seed schedule vs lockstep, E={e} T={t} at {sizes.image_size}"
+        speeds[model] = check.step(
+            "speed",
+            name,
+            60,
+            lambda _, m=model: speed(m, sizes.device, sizes.image_size, sizes.speed),
+        )
+    check.step("memory", "peak CUDA memory per schedule (from speed)", 0, lambda _: peaks(speeds))
+    run_long_video(check, sizes, os.path.join(tmp, "long"))
+
+
+def run_fidelity(check: Checker, sizes: Sizes, tmp: str) -> None:
+    from refine.gpu_check_sam2 import Fidelity, make_clip
 
     clips = {}
 
@@ -292,36 +311,39 @@ def run_sam2_parts(check: Checker, sizes: Sizes, tmp: str) -> None:
     check.step("fidelity", "synthetic clips", 5, make_clips)
     fid = Fidelity(clips.get("fid"), clips.get("short"), sizes.device, sizes.image_size)
     for model in sizes.models:
-        check.step(
-            "fidelity", f"{model} fp32 reference", 30, lambda _, m=model: fid.fp32_reference(m)
-        )
+        name = f"{model} fp32 reference"
+        check.step("fidelity", name, 30, lambda _, m=model: fid.fp32_reference(m))
         for prec in sizes.precisions:
             name = f"{model} {prec} autocast vs fp32"
             check.step("fidelity", name, 15, lambda _, m=model, pr=prec: fid.precision(m, pr))
     for model in sizes.models:
         name = f"{model} fp32 {sizes.device} vs fp32 cpu, T={sizes.cpu_frames}"
-        check.step("fidelity", name, 40, lambda _, m=model: fid.device_vs_cpu(m))
-    for model in sizes.models:
-        t, e = sizes.speed[:2]
-        name = f"{model} seed schedule vs lockstep, E={e} T={t} at {sizes.image_size}"
-        check.step(
-            "speed",
-            name,
-            60,
-            lambda _, m=model: speed(m, sizes.device, sizes.image_size, sizes.speed),
-        )
+        need = 60 if model == "large" else 20  # the CPU's share: a few s per frame for large
+        check.step("fidelity", name, need, lambda _, m=model: fid.device_vs_cpu(m))
+
+
+def peaks(speeds: dict[str, dict | None]) -> dict:
+    """Peak CUDA memory (MB) of each schedule, per model, from the speed steps."""
+    found = {m: {k: r[k]["peak_cuda_mb"] for k in ("seed", "ours")} for m, r in speeds.items() if r}
+    if not found:
+        raise StepSkipped("no speed step finished")
+    text = "; ".join(f"{m}: seed {p['seed']}, ours {p['ours']}" for m, p in found.items())
+    return {"peak_cuda_mb": found, "summary": text}
+
+
+def run_long_video(check: Checker, sizes: Sizes, folder: str) -> None:
+    from refine.gpu_check_sam2 import LongVideo, model_spec
+
     spec = model_spec(sizes.models[0], sizes.device, sizes.image_size)
-    folder = os.path.join(tmp, "long")
     long_video: list[LongVideo] = []
     for offload in (False, True):
         where = "offloaded to host" if offload else "on the device"
         name = f"{spec.size} {sizes.long_frames} frames {sizes.long_side}², cache {sizes.long_cache_mb:g} MB {where}"
 
         def run_long(_, offload=offload) -> dict:
-            if not long_video:
-                long_video.append(
-                    LongVideo(folder, sizes.long_frames, sizes.long_side, spec, sizes.long_cache_mb)
-                )
+            if not long_video:  # made by whichever step runs first
+                frames, side, mb = sizes.long_frames, sizes.long_side, sizes.long_cache_mb
+                long_video.append(LongVideo(folder, frames, side, spec, mb))
             return long_video[0].run(offload)
 
         check.step("memory", name, 60, run_long)
