@@ -26,6 +26,10 @@ PART_SHARES = {"fidelity": 0.3, "speed": 0.25, "memory": 0.2, "paths": 0.25}
 STATUSES = ("ok", "failed", "timed out", "skipped")
 
 
+class NoDevice(RuntimeError):
+    """The device the check is for does not exist here."""
+
+
 class StepSkipped(Exception):
     """Raised by a step that cannot run (e.g. what it compares with did not run)."""
 
@@ -218,7 +222,7 @@ def environment(device: str) -> dict:
     }
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise RuntimeError(f"{device} was asked for but torch sees no CUDA device")
+            raise NoDevice(f"the check is for {device}, but torch sees no CUDA device")
         props = torch.cuda.get_device_properties(device)
         env["device_name"] = f"{props.name} ({props.total_memory / 2**30:.0f} GiB)"
         env["cuda"] = torch.version.cuda

@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     sizes = SMOKE if args.smoke else FULL
     budget = args.budget_s if args.budget_s is not None else (110.0 if args.smoke else 480.0)
-    from refine.gpu_check import environment
+    from refine.gpu_check import NoDevice, environment
     from refine.gpu_check_sam2 import weights_used
 
     if sizes.cpu_threads:
@@ -267,7 +267,11 @@ def main(argv: list[str] | None = None) -> int:
             ["python scripts/gpu_check.py", *sys.argv[1:]] if argv is None else argv
         )
     }
-    meta.update(environment(sizes.device), weights=weights_used(sizes.models))
+    try:
+        meta.update(environment(sizes.device), weights=weights_used(sizes.models))
+    except NoDevice as err:
+        print(f"error: {err}; on a machine without one, run --smoke", file=sys.stderr)
+        return 2
     check = Checker(args.out_dir, budget, sizes, meta, echo, started=STARTED)
     with tempfile.TemporaryDirectory() as tmp:
         run_sam2_parts(check, sizes, tmp)
