@@ -79,13 +79,15 @@ def sam2_masks(spec: ModelSpec, precision: str, clip: Clip) -> tuple[Masks, dict
 
 
 def compare(ref: Masks, test: Masks) -> dict:
-    """Per-expression IoU (mean over frames, 1 where both are empty), its min and mean, and
-    whether the masks and the fusion decisions are identical."""
-    iou = {e: float(db_eval_iou(ref[e][0], test[e][0]).mean()) for e in ref}
+    """Per-expression IoU (mean over frames, 1 where both are empty), its min and mean, the
+    worst single frame's IoU, and whether the masks and the fusion decisions are identical."""
+    per_frame = {e: db_eval_iou(ref[e][0], test[e][0]) for e in ref}
+    iou = {e: float(j.mean()) for e, j in per_frame.items()}
     differ = [e for e in ref if ref[e][1] != test[e][1]]
     return {
         "iou_per_expression": iou,
         "iou_min": min(iou.values()),
+        "iou_worst_frame": float(min(j.min() for j in per_frame.values())),
         "iou_mean": float(np.mean(list(iou.values()))),
         "masks_identical": all(np.array_equal(ref[e][0], test[e][0]) for e in ref),
         "decisions_identical": not differ,
@@ -150,7 +152,7 @@ def speed(model: str, device: str, image_size: int, clip: tuple[int, int, int, i
     with GpuUtilisation(device) as util:
         r = bench.bench_schedules(bench_args(model, device, image_size, clip))
     out = {k: r[k] for k in ("speedup", "ours_over_limit", "seed_over_limit", "limit_seconds")}
-    out.update(masks_identical=r["masks_identical"], gpu_utilisation=util.summary())
+    out.update(masks_identical=r["masks_identical"], gpu_utilisation=util.summary(), bench=r)
     steps = r["tracking_steps"]
     for name in ("seed", "ours"):
         s = r[name]

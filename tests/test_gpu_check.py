@@ -73,6 +73,6 @@ def test_compare_gives_per_expression_iou_and_decision_changes():
     test[1, 2] = True  # frame 1: union 12, intersection 8
     r = compare({"a": (ref, False), "b": (ref, True)}, {"a": (ref, False), "b": (test, False)})
     assert r["iou_per_expression"] == {"a": 1.0, "b": (1 + 8 / 12) / 2}
-    assert r["iou_min"] == (1 + 8 / 12) / 2
+    assert r["iou_min"] == (1 + 8 / 12) / 2 and r["iou_worst_frame"] == 8 / 12
     assert not r["masks_identical"]
     assert not r["decisions_identical"] and r["decisions_differ"] == ["b"]
