@@ -276,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         run_sam2_parts(check, sizes, tmp)
     run_paths(check, sizes, args)
+    check.write()  # the elapsed time now includes stopping the apps
     failed = check.failed
     check.say(f"done: {len(check.steps)} steps, {len(failed)} failed; report in {args.out_dir}")
     return 1 if failed else 0
