@@ -11,7 +11,7 @@ import threading
 import uuid
 import weakref
 
-from refine.session import Session
+from refine.inspect import Session
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from demo.callbacks import Callbacks
 from demo.config import AppConfig
-from demo.launch import (
+from refine.frames import FrameSource
+from refine.inspect import Case, Session
+from refine.stage1 import ExpressionStage1, VideoStage1
+from refine.testing import StaticPropagator
+from tests.launch import (
     CHROMIUM,
     CHROMIUM_ARGS,
     free_port,
@@ -36,10 +40,6 @@ from demo.launch import (
     stop_app,
     wait_until_up,
 )
-from refine.frames import FrameSource
-from refine.session import Case, Session
-from refine.stage1 import ExpressionStage1, VideoStage1
-from refine.testing import StaticPropagator
 
 CONTROLS = ("tiny", "cpu", "random", "mask", 0.275)
 

@@ -15,7 +15,7 @@ import re
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from demo.launch import CHROMIUM, CHROMIUM_ARGS, REPO, start_app, stop_app, wait_until_up
+from tests.launch import CHROMIUM, CHROMIUM_ARGS, REPO, start_app, stop_app, wait_until_up
 
 LONG = 180_000  # ms: a fresh 2-core CI machine loads SAM2 slowly
 SHORT = 60_000

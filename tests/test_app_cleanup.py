@@ -12,9 +12,9 @@ import pytest
 from gradio_client import Client
 
 from demo.config import EXAMPLES_ROOT
-from demo.launch import start_app, stop_app, wait_until_up
 from demo.sessions import SessionStore
-from refine.session import DataSource
+from refine.inspect import DataSource
+from tests.launch import start_app, stop_app, wait_until_up
 
 CONTROLS = ("tiny", "cpu", "random", "mask", 0.275)
 EXAMPLES = DataSource("examples", EXAMPLES_ROOT, os.path.join(EXAMPLES_ROOT, "stage1"))

@@ -10,9 +10,9 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from demo.config import AppConfig
-from demo.launch import free_port
 from demo.ui import build_app, launch_kwargs
 from refine.testing import StaticPropagator
+from tests.launch import free_port
 
 CONTROLS = ("tiny", "cpu", "random", "mask", 0.275)
 VIEW = [

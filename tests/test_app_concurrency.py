@@ -15,7 +15,7 @@ import pytest
 from gradio_client import Client
 from PIL import Image
 
-from demo.launch import start_app, stop_app, wait_until_up
+from tests.launch import start_app, stop_app, wait_until_up
 
 CASES = [("birds", "0"), ("birds", "1"), ("ball", "0"), ("ball", "1")]
 CONTROLS = ("tiny", "cpu", "random", "mask", 0.275)

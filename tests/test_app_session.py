@@ -15,10 +15,7 @@ from demo.config import EXAMPLES_ROOT
 from demo.gpu import make_tracker
 from refine.errors import InputError
 from refine.fusion import fuse
-from refine.limits import UploadLimits
-from refine.models import ModelSpec
-from refine.overlay import Mp4Writer
-from refine.session import (
+from refine.inspect import (
     DataSource,
     OutOfMemory,
     RunCancelled,
@@ -26,8 +23,12 @@ from refine.session import (
     Session,
     case_from_upload,
     is_out_of_memory,
+    rank_expressions,
     rank_rows,
 )
+from refine.limits import UploadLimits
+from refine.models import ModelSpec
+from refine.overlay import Mp4Writer
 from refine.testing import StaticPropagator
 
 EXAMPLES = DataSource("examples", EXAMPLES_ROOT, os.path.join(EXAMPLES_ROOT, "stage1"))
@@ -112,7 +113,7 @@ def test_stop_interrupts_tracking(session):
             progress(t + 1, len(frames))
         raise AssertionError("not reached")
 
-    with pytest.raises(RunCancelled, match="stopped after 3 of 12 frames"):
+    with pytest.raises(RunCancelled, match="stopped after 3 of 12 tracking steps"):
         session.run_sam2(SETTINGS, slow_track)
     assert frames_seen == [0, 1, 2] and session.run is None and session.sam2_runs == 0
     with pytest.raises(RunCancelled, match="before SAM2 started"):
@@ -156,7 +157,7 @@ def test_rank_sorts_worst_first_and_caches_runs(session, prop):
         ((EXAMPLES.case_key(v), lambda v=v: EXAMPLES.load_case(v)), e)
         for v, e, _ in EXAMPLES.expressions()
     ]
-    rows = session.rank(items, SETTINGS, track, source="examples")
+    rows = rank_expressions(session, items, SETTINGS, track, source="examples")
     assert len(rows) == 4 and len(prop.calls) == 3  # ball/1 keeps no query
     ranked = rank_rows(rows, session.area_ratio, session.vote, "fused")
     fused = [(r.scores["union" if d.multi else "sam2"].J) for r, d in ranked]
@@ -183,9 +184,9 @@ def test_cache_eviction_keeps_the_shown_run(tmp_path, prop):
     s.run_sam2(SETTINGS, track)
     s.select_expression("1")
     s.run_sam2(SETTINGS, track)
-    assert len(s._runs) == 1 and s.run is not None and s.run.exp_id == "1"
+    assert len(s.runs) == 1 and s.run is not None and s.run.exp_id == "1"
     s.run_sam2(RunSettings(SETTINGS.spec, 0.3, "mask"), track)  # shown and new run both stay
-    assert len(s._runs) == 2 and s.run.settings.threshold == 0.3
+    assert len(s.runs) == 2 and s.run.settings.threshold == 0.3
     s.close()
     assert not os.path.exists(str(tmp_path / "w"))
 
