@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import html
 import logging
+import re
 from collections.abc import Callable
 from fractions import Fraction
 
@@ -24,6 +25,16 @@ from refine.models import resolve_checkpoint
 log = logging.getLogger(__name__)
 
 SLIDER_DENOMINATOR = 1000  # slider values become fractions with at most this denominator
+
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~])/(?:[^\s/'\"`()]+/)+(?=[^\s/'\"`()]*)")
+
+
+def hide_paths(message: str) -> str:
+    """``message`` with every absolute path cut to its last part: the server's folders
+    (Gradio's temp folder, the working directory) are not the user's business, the file
+    name is ("/tmp/gradio/ab12/clip.zip: …" → "clip.zip: …")."""
+    return _ABSOLUTE_PATH.sub("", message)
 
 
 def error_status(message: str) -> str:
@@ -46,7 +57,7 @@ def user_errors(fn: Callable[..., dict]) -> Callable[..., dict]:
             return fn(*args, **kwargs)
         except FilesRemoved as err:  # the tab closed while files were written
             log.info("%s: %s", fn.__qualname__, err)
-            return {"status": warning_status(str(err))}
+            return {"status": warning_status(hide_paths(str(err)))}
         except InputError as err:
             message = str(err)
         except Exception as err:  # a bug: say so, keep serving, log the traceback
@@ -56,6 +67,7 @@ def user_errors(fn: Callable[..., dict]) -> Callable[..., dict]:
                 "running: try again, or open the case again; please report this (the server "
                 "log has the details)."
             )
+        message = hide_paths(message)
         gr.Warning(html.escape(message, quote=False))
         return {"status": error_status(message)}
 
