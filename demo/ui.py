@@ -188,6 +188,7 @@ def _settings(c: dict, config: AppConfig) -> None:
             value=DEVICE_AUTO,
             label="Device",
             info="auto = first GPU, else MPS, else CPU (the list fills when opened)",
+            allow_custom_value=True,
             elem_id="device",
         )
         c["weights"] = gr.Radio(
