@@ -39,7 +39,7 @@ class CaseHandlers:
         controls: Controls,
         request: gr.Request | None = None,
     ) -> dict:
-        """Open a bundled example ``"video/exp_id"`` (or just ``"video"``)."""
+        """Open a bundled example, given as "video/exp_id" (or just "video")."""
         if not example:
             raise InputError("pick an example first")
         video, _, exp_id = str(example).partition("/")
@@ -86,15 +86,15 @@ class CaseHandlers:
         session: Session | None,
         video_file: str | None,
         stage1_file: str | None,
-        gt_file: str | None,
-        meta_file: str | None,
         controls: Controls,
+        gt_file: str | None = None,
+        meta_file: str | None = None,
         request: gr.Request | None = None,
     ) -> dict:
-        """Open an uploaded video (file or zip of frames) with its stage-1 results, optional
-        ground truth and optional meta_expressions.json (sentences), each file checked
-        against the app's upload limits before it is read. A failed upload leaves the
-        previous case as it was."""
+        """Open an uploaded video (a video file or a zip of frames) with its stage-1 results
+        (a safe npz or a zip of PNG masks), optional ground truth (a zip of PNG masks) and
+        optional meta_expressions.json (the sentences); each file is checked against the
+        app's upload limits before it is read. A failed upload leaves the previous case."""
         if not video_file:
             raise InputError("upload a video (mp4/webm/mov) or a zip of JPEG/PNG frames first")
         if not stage1_file:

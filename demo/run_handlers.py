@@ -164,7 +164,7 @@ class RunHandlers:
 
     @user_errors
     def show_frame(self, session: Session | None, t: float | None) -> dict:
-        """The three overlays of frame ``t`` (nothing to show before a case)."""
+        """The three overlays of frame t (nothing to show before a case)."""
         if session is None or session.case is None:
             return {"img_stage1": None, "img_sam2": None, "img_fused": None}
         return frame_overlays(session, t)

@@ -79,7 +79,7 @@ def wire(c: dict, cb: Callbacks, config: AppConfig) -> None:
         [c["session"], c["example"], *controls],
         "open_example",
     )
-    upload_in = [c["session"], *outs(("up_video", "up_stage1", "up_gt", "up_meta")), *controls]
+    upload_in = [c["session"], c["up_video"], c["up_stage1"], *controls, c["up_gt"], c["up_meta"]]
     opens(c["up_load"].click, cb.cases.open_upload, upload_in, "open_upload")
     if "ds_video" in c:
         opens(

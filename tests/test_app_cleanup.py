@@ -57,9 +57,10 @@ def test_session_store_folders_end_discard_close(tmp_path):
 
 
 def _run_case(client: Client, video: str, exp_id: str) -> list[str]:
-    client.predict(video, exp_id, *CONTROLS, api_name="/open_example")
+    client.predict(f"{video}/{exp_id}", *CONTROLS, api_name="/open_example")
     client.predict(exp_id, *CONTROLS, 2 / 3, 0.5, 0, api_name="/run")
-    return client.predict(api_name="/downloads")
+    files, _ = client.predict(api_name="/downloads")
+    return files
 
 
 def test_app_removes_a_closed_sessions_folder_and_everything_at_shutdown(tmp_path):

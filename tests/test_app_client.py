@@ -136,7 +136,7 @@ def test_pickled_npz_upload_through_the_api_is_refused(served, tmp_path):
     client, _ = served
     frames_zip, npz, target = pickled_upload(tmp_path)
     out = client.predict(
-        handle_file(frames_zip), handle_file(npz), None, None, *CONTROLS, api_name="/open_upload"
+        handle_file(frames_zip), handle_file(npz), *CONTROLS, None, None, api_name="/open_upload"
     )
     status = _status(out)
     assert "convert-referdino --trust-pickle" in status and "/tmp" not in status
@@ -191,9 +191,9 @@ def test_gradio_refuses_uploads_over_the_size_limit(tmp_path):
             client.predict(
                 handle_file(str(path)),
                 handle_file(str(path)),
-                None,
-                None,
                 *CONTROLS,
+                None,
+                None,
                 api_name="/open_upload",
             )
     finally:

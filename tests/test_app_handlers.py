@@ -146,7 +146,7 @@ def test_show_frame_and_downloads(cb, prop, birds):
 
 
 def test_user_errors_become_gr_errors_with_escaped_text(cb, tmp_path):
-    out = cb.cases.open_upload(None, str(tmp_path / "v.mp4"), None, None, None, CONTROLS)
+    out = cb.cases.open_upload(None, str(tmp_path / "v.mp4"), None, CONTROLS)
     assert "&lt;exp_id&gt;/&lt;frame&gt;.png" in out["status"]  # shown as text, not HTML
     _fails(cb.cases.open_example(None, "/0", CONTROLS), "no video")
     _fails(
@@ -321,16 +321,16 @@ def test_upload_limits_from_the_config_refuse_uploads(tmp_path):
     stage1 = f"{EXAMPLES_ROOT}/stage1/birds.npz"
     cb = Callbacks(AppConfig(fake_sam2=True, limits=UploadLimits(max_frames=10)))
     _fails(
-        cb.cases.open_upload(None, str(frames_zip), stage1, None, None, CONTROLS),
+        cb.cases.open_upload(None, str(frames_zip), stage1, CONTROLS),
         "frames.zip: 12 frames, over the limit of 10",
     )
     cb = Callbacks(AppConfig(fake_sam2=True, limits=UploadLimits(max_frame_pixels=96 * 127)))
     _fails(
-        cb.cases.open_upload(None, str(frames_zip), stage1, None, None, CONTROLS),
+        cb.cases.open_upload(None, str(frames_zip), stage1, CONTROLS),
         r"'00000.png' is 128x96; at most 12192 pixels",
     )
     cb = Callbacks(AppConfig(fake_sam2=True))
-    out = cb.cases.open_upload(None, str(frames_zip), stage1, None, None, CONTROLS)
+    out = cb.cases.open_upload(None, str(frames_zip), stage1, CONTROLS)
     assert out["frame"]["maximum"] == 11
     out["session"].close()
 
@@ -340,7 +340,7 @@ def test_pickled_npz_upload_is_refused_by_the_callback(cb, tmp_path):
 
     frames_zip, npz, target = pickled_upload(tmp_path)
     _fails(
-        cb.cases.open_upload(None, frames_zip, npz, None, None, CONTROLS),
+        cb.cases.open_upload(None, frames_zip, npz, CONTROLS),
         "convert-referdino --trust-pickle",
     )
     assert not os.path.exists(target)
