@@ -39,11 +39,11 @@ def hide_paths(message: str) -> str:
 
 def error_status(message: str) -> str:
     """The status area's text for an error (HTML-escaped: messages may contain <exp_id>)."""
-    return f"❌ **{html.escape(message, quote=False)}**"
+    return f"⚠ **{html.escape(message, quote=False)}**"
 
 
 def warning_status(message: str) -> str:
-    return f"⚠️ {html.escape(message, quote=False)}"
+    return f"⚠ {html.escape(message, quote=False)}"
 
 
 def user_errors(fn: Callable[..., dict]) -> Callable[..., dict]:

@@ -8,6 +8,7 @@ import re
 import types
 import warnings
 import zipfile
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -50,7 +51,7 @@ def birds(cb):
 def _message(out: dict) -> str:
     """The status message of a handler's failure (the rest of the page unchanged)."""
     assert set(out) == {"status"}, f"expected only a status message, got {sorted(out)}"
-    return html.unescape(out["status"]).removeprefix("❌ **").removesuffix("**")
+    return html.unescape(out["status"]).removeprefix("⚠ **").removesuffix("**")
 
 
 def _fails(out: dict, pattern: str) -> None:
@@ -398,3 +399,79 @@ def test_sam2_tracker_builds_its_propagator_with_the_cache_bound(monkeypatch):
     assert gpu.make_tracker(None, 64)(None, "0", None, None, None, None) == "result"
     assert gpu.make_tracker(None, None)(None, "0", None, None, None, None) == "result"
     assert made == [64, 4096.0]
+
+
+def test_every_handler_answers_before_any_case(cb):
+    """Bug: on a fresh page the frame slider, ρ/v and others raised or returned nothing
+    (Gradio: "didn't return enough output values")."""
+    assert cb.runs.show_frame(None, 3) == {"img_stage1": None, "img_sam2": None, "img_fused": None}
+    assert cb.runs.refuse(None, 0.5, 0.5, 3) == {"status": ""}
+    assert cb.runs.refuse(None, float("nan"), 0.5, 3)["status"].startswith("⚠")
+    assert set(cb.runs.refuse_slow(None, progress=no_progress)) == {"status"}
+    assert cb.runs.videos(None) == {"vid_stage1": None, "vid_sam2": None, "vid_fused": None}
+    assert set(cb.runs.controls_changed(None, CONTROLS, 0)) == {"banner"}
+    assert cb.cases.select_expression(None, "0", CONTROLS)["expression"]["value"] is None
+    assert cb.ranks.reorder(None, "fused") == {"rank_table": []}
+    _fails(cb.runs.downloads(None), "run SAM2 first")
+    _fails(cb.ranks.open_ranked(None, CONTROLS, types.SimpleNamespace(row_value=[])), "rank")
+
+
+def test_rho_and_v_before_a_run_are_kept_without_errors(cb, birds, caplog):
+    out = cb.runs.refuse(birds, 0.25, 0.75, 0)  # a case open, SAM2 not run yet
+    assert out == {"status": ""} and not caplog.records
+    assert (birds.area_ratio, birds.vote) == (Fraction(1, 4), Fraction(3, 4))
+    out = cb.runs.show_frame(birds, float("nan"))
+    assert out["img_stage1"].shape == (96, 128, 3)
+
+
+def test_expression_list_closed_without_a_change_keeps_the_view(cb, birds):
+    assert cb.cases.select_expression(birds, "0", CONTROLS, 7) == {
+        "expression": {"__type__": "update", "value": "0"}
+    }
+    out = cb.cases.select_expression(birds, "the yel", CONTROLS, 7)  # typed, not chosen
+    assert out["expression"]["value"] == "0" and "pick one from the list" in out["status"]
+    out = cb.cases.select_expression(birds, "1", CONTROLS, 7)
+    assert out["frame"]["value"] == 7 and "the yellow bird" in out["case_info"]
+
+
+def test_small_wording(cb, birds):
+    from demo.views import plural
+
+    assert plural(1, "expression") == "1 expression" and plural(2, "frame") == "2 frames"
+    _run(cb, birds)
+    out = cb.runs.refuse(birds, 1.0, 0.5, 0)
+    assert "under ρ = 1 ×" in out["decision"] and "smaller than 1 of" not in out["decision"]
+
+
+def test_closing_the_tab_while_videos_are_written_is_not_an_error(cb, birds, caplog):
+    """Bug: the tab closed during video encoding (its files deleted) → BrokenPipe traceback."""
+    _run(cb, birds)
+
+    def close_tab(done: int, total: int) -> None:
+        birds.remove_files()  # what the unload event does
+        raise BrokenPipeError(32, "Broken pipe")  # ffmpeg's pipe, its output folder gone
+
+    out = cb.runs.videos(birds, progress=lambda *a, **k: close_tab(0, 0))
+    assert set(out) == {"status"} and "the tab closed" in out["status"]
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+def test_progress_is_a_fraction_never_over_one(cb, birds):
+    seen = []
+
+    def progress(value, desc=None, **kwargs):
+        seen.append(value)
+
+    cb.runs.run(birds, "0", CONTROLS, 2 / 3, 0.5, 0, progress=progress)
+    assert seen and all(isinstance(v, (int, float)) and 0 <= v <= 1 for v in seen)
+
+
+def test_start_size_is_tiny_without_a_checkpoint(monkeypatch, tmp_path):
+    import refine.models
+
+    monkeypatch.setattr(refine.models, "CHECKPOINT_DIR", str(tmp_path))
+    assert AppConfig(random_weights=True).start_size() == "tiny"
+    assert AppConfig().start_size() == "tiny"  # no checkpoint on disk; the hub is not asked
+    (tmp_path / "sam2.1_hiera_small.pt").write_bytes(b"x")
+    assert AppConfig().start_size() == "small"
+    assert AppConfig(model_size="large", random_weights=True).start_size() == "large"

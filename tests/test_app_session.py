@@ -520,3 +520,15 @@ def test_session_keeps_videos_of_a_few_runs_only(session, prop):
         session.videos()
     videos = os.listdir(os.path.join(session.workdir, "videos"))
     assert len(videos) == 3 * MAX_RUNS_WITH_VIDEOS
+
+
+def test_two_requests_for_the_videos_at_once_get_the_same_files(session, prop):
+    """Bug: the run's videos and a ρ move's fused video were written at once into the same
+    files (FileNotFoundError at the rename)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    _open(session, "birds", "0")
+    session.run_sam2(SETTINGS, make_tracker(lambda spec: prop))
+    with ThreadPoolExecutor(2) as pool:
+        first, second = pool.map(lambda _: session.videos(), range(2))
+    assert first == second and all(os.path.isfile(p) for p in first.values())

@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import shutil
+import threading
 import zipfile
 from collections import OrderedDict
 from collections.abc import Callable
@@ -57,6 +58,7 @@ class SessionFiles:
     def __init__(self, workdir: str) -> None:
         self.workdir = workdir
         self._with_videos: OrderedDict[int, CaseRun] = OrderedDict()
+        self._lock = threading.RLock()  # one writer at a time: two events may ask at once
 
     def folder(self, *sub: str) -> str:
         path = os.path.join(self.workdir, *sub)
@@ -64,8 +66,9 @@ class SessionFiles:
         return path
 
     def remove(self) -> None:
-        """Delete every file; the runs' videos are made again when asked for."""
-        for run in self._with_videos.values():
+        """Delete every file; the runs' videos are made again when asked for. (Not under the
+        lock: a tab that closes while videos are written stops the writer this way.)"""
+        for run in list(self._with_videos.values()):
             run.videos.clear()
         self._with_videos.clear()
         remove_tree(self.workdir)
@@ -73,6 +76,10 @@ class SessionFiles:
     def masks_zip(self, case: Case, run: CaseRun, decision: FusionDecision) -> str:
         """The fused masks of ``run`` under ``decision`` as a MeViS-layout zip
         ``<video>/<exp_id>/<frame>.png`` (values 0/255): the session's one masks zip."""
+        with self._lock:
+            return self._masks_zip(case, run, decision)
+
+    def _masks_zip(self, case: Case, run: CaseRun, decision: FusionDecision) -> str:
         from PIL import Image
 
         path = os.path.join(self.folder(), MASKS_ZIP)
@@ -96,7 +103,11 @@ class SessionFiles:
         progress: Callable[[int, int], None] | None = None,
     ) -> dict[str, str]:
         """Overlay mp4s of ``run``: {"stage1", "sam2", "fused"} → path (each rendered once
-        per run and fusion branch)."""
+        per run and fusion branch; a second caller waits for the first one's files)."""
+        with self._lock:
+            return self._videos(case, run, decision, progress)
+
+    def _videos(self, case, run, decision, progress) -> dict[str, str]:
         fused_key = f"fused-{branch(decision)}"
         stem = f"{safe_name(case.video)}_{safe_name(run.exp_id)}_run{run.run_id}"
         todo = {
@@ -127,6 +138,10 @@ class SessionFiles:
 
     def drop_videos(self, run: CaseRun) -> None:
         """Delete ``run``'s videos (e.g. the run left the cache)."""
+        with self._lock:
+            self._drop_videos(run)
+
+    def _drop_videos(self, run: CaseRun) -> None:
         self._with_videos.pop(run.run_id, None)
         for path in run.videos.values():
             _remove(path)
@@ -137,7 +152,7 @@ class SessionFiles:
         self._with_videos[run.run_id] = run
         self._with_videos.move_to_end(run.run_id)
         while len(self._with_videos) > MAX_RUNS_WITH_VIDEOS:
-            self.drop_videos(next(iter(self._with_videos.values())))
+            self._drop_videos(next(iter(self._with_videos.values())))
 
     def _guard(self):
         return _FolderGuard(self.workdir)
