@@ -157,24 +157,25 @@ def _run_controls(c: dict) -> None:
         c["run"] = gr.Button("Run", variant="primary", elem_id="run-button", min_width=80)
         c["stop"] = gr.Button("Stop", variant="stop", elem_id="stop-button", min_width=80)
     c["status"] = gr.Markdown("", label="status", elem_id="status")
-    c["area_ratio"] = gr.Slider(
-        0.0,
-        1.0,
-        value=float(DEFAULT_AREA_RATIO),
-        step=0.01,
-        label=f"ρ area ratio (default {frac(DEFAULT_AREA_RATIO)})",
-        info="frame 'shrunk' when SAM2's box < ρ × stage 1's (live)",
-        elem_id="area-ratio",
+    fusion = (
+        (
+            "area_ratio",
+            "ρ area ratio",
+            DEFAULT_AREA_RATIO,
+            "frame 'shrunk' when SAM2's box < ρ × stage 1's",
+        ),
+        ("vote", "v vote", DEFAULT_VOTE, "union when shrunk frames > v × comparable frames"),
     )
-    c["vote"] = gr.Slider(
-        0.0,
-        1.0,
-        value=float(DEFAULT_VOTE),
-        step=0.01,
-        label=f"v vote (default {frac(DEFAULT_VOTE)})",
-        info="union when shrunk frames > v × comparable frames (live)",
-        elem_id="vote",
-    )
+    for name, label, default, info in fusion:
+        c[name] = gr.Slider(
+            0.0,
+            1.0,
+            value=float(default),
+            step=0.01,
+            label=f"{label} (default {frac(default)})",
+            info=f"{info} (live)",
+            elem_id=name.replace("_", "-"),
+        )
     c["sam2_runs"] = gr.Markdown(runs_text(0), label="SAM2 runs", elem_id="sam2-runs")
 
 
@@ -248,13 +249,7 @@ def _outputs(c: dict, cb: Callbacks) -> None:
                 c["plot_ratio"] = gr.Plot(
                     label="SAM2 / stage-1 box area per frame", show_label=False, format="png"
                 )
-            c["metrics"] = gr.Dataframe(
-                headers=METRIC_HEADERS,
-                value=[],
-                interactive=False,
-                label="J, F, J&F of each stage",
-                elem_id="metrics",
-            )
+            c["metrics"] = _table(METRIC_HEADERS, "J, F, J&F of each stage", "metrics")
             c["metrics_note"] = gr.Markdown("", label="metrics note")
         with gr.Tab("Downloads", id="tab-downloads"):
             c["prepare"] = gr.Button(
@@ -265,6 +260,13 @@ def _outputs(c: dict, cb: Callbacks) -> None:
             _failure_cases(c, cb)
         with gr.Tab("About", id="tab-about"):
             gr.Markdown(INTRO)
+
+
+def _table(headers: list[str], label: str, elem_id: str, **kwargs) -> gr.Dataframe:
+    """A read-only table, empty at first."""
+    return gr.Dataframe(
+        headers=headers, value=[], interactive=False, label=label, elem_id=elem_id, **kwargs
+    )
 
 
 def _failure_cases(c: dict, cb: Callbacks) -> None:
@@ -284,12 +286,10 @@ def _failure_cases(c: dict, cb: Callbacks) -> None:
         )
     c["rank_btn"] = gr.Button("Rank expressions", elem_id="rank-button")
     c["rank_note"] = gr.Markdown("", label="ranking note", elem_id="rank-note")
-    c["rank_table"] = gr.Dataframe(
-        headers=RANK_HEADERS,
-        value=[],
-        interactive=False,
-        elem_id="rank-table",
-        label="worst first",
+    c["rank_table"] = _table(
+        RANK_HEADERS,
+        "worst first",
+        "rank-table",
         wrap=True,
         column_widths=["4%", "10%", "6%", "32%", "10%", "10%", "10%", "10%", "8%"],
     )

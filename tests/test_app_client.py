@@ -11,30 +11,13 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from demo.config import AppConfig
+from demo.render import VIEW_OUTPUTS
 from demo.ui import build_app, launch_kwargs
 from refine.testing import StaticPropagator
 from tests.launch import free_port
 
 CONTROLS = ("tiny", "cpu", "random", "mask", 0.275)
-VIEW = [
-    "expression",
-    "frame",
-    "img_stage1",
-    "img_sam2",
-    "img_fused",
-    "case_info",
-    "decision",
-    "status",
-    "sam2_runs",
-    "banner",
-    "plot_scores",
-    "plot_ratio",
-    "metrics",
-    "metrics_note",
-    "vid_stage1",
-    "vid_sam2",
-    "vid_fused",
-]
+VIEW = [k for k in VIEW_OUTPUTS if k != "session"]  # outputs of the view endpoints
 
 
 class Scripted(StaticPropagator):

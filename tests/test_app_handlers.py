@@ -22,6 +22,7 @@ from refine.errors import InputError
 from refine.limits import UploadLimits
 from refine.overlay import STAGE_COLORS, overlay_mask
 from refine.testing import StaticPropagator
+from tests.test_app_session import OomOnce as FailOnce
 
 CONTROLS = Controls("tiny", "cpu", "random", "mask", 0.275)
 
@@ -263,20 +264,6 @@ def test_fake_sam2_mode_and_cli_config(monkeypatch):
         parse_args([])
     with pytest.raises(InputError, match="--stage1-dir needs --mevis-root"):
         AppConfig(stage1_dir="x")
-
-
-class FailOnce(StaticPropagator):
-    """Raises ``error`` on its first call, then works like StaticPropagator."""
-
-    def __init__(self, error: BaseException) -> None:
-        super().__init__()
-        self.error: BaseException | None = error
-
-    def track(self, frames, prompt_sets, progress=None):
-        if self.error is not None:
-            error, self.error = self.error, None
-            raise error
-        yield from super().track(frames, prompt_sets, progress)
 
 
 def test_sam2_out_of_memory_is_a_message_and_the_next_run_works():
