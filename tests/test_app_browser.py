@@ -272,6 +272,12 @@ def test_a_sorted_failure_table_opens_the_clicked_row(page):
     page.locator("#rank-button").click()
     table = page.locator("#rank-table")
     expect(table).to_contain_text("the ball that jumps over the fence", timeout=LONG)
+    widths = page.evaluate(
+        "() => { const t = document.querySelector('#rank-table .table-wrap')"
+        " || document.querySelector('#rank-table');"
+        " return [t.scrollWidth, t.clientWidth]; }"
+    )
+    assert widths[0] <= widths[1], f"the table's columns overflow: {widths}"  # none cut off
     rows = table.locator(".virtual-row")  # the rows as shown (Gradio's virtual table)
     first_sentence = rows.first.locator("[role=gridcell]").nth(3)
     before = first_sentence.inner_text()
