@@ -1,4 +1,4 @@
-"""refine.session: cached SAM2 runs, live re-fusion, uploads, ranking (fake propagator)."""
+"""refine.inspect: cached SAM2 runs, live re-fusion, uploads, ranking, files (fake propagator)."""
 
 from __future__ import annotations
 
