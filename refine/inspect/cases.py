@@ -43,6 +43,7 @@ class Case:
     gt: GtLoader | None = None
     source: str = ""
     _gt_cache: dict[str, np.ndarray | None] = field(default_factory=dict, repr=False)
+    _preview: dict[tuple[str, float], np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
     def exp_ids(self) -> list[str]:
@@ -68,6 +69,15 @@ class Case:
                 f"(it has {self.exp_ids})"
             )
         return self.stage1.expressions[exp_id]
+
+    def preview(self, exp_id: str, threshold: float) -> np.ndarray:
+        """Stage-1 union of ``exp_id``'s queries kept at θ = ``threshold``, before SAM2:
+        [T, H, W] bool (the last one asked for is kept)."""
+        key = (exp_id, float(threshold))
+        if key not in self._preview:
+            self._preview.clear()
+            self._preview[key] = stage1_preview(self.expression(exp_id), threshold, self.size)
+        return self._preview[key]
 
     def ground_truth(self, exp_id: str) -> np.ndarray | None:
         """Ground truth of ``exp_id``: bool [T, H, W], or None without one (cached)."""

@@ -15,7 +15,7 @@ import numpy as np
 
 from refine.errors import InputError
 from refine.fusion import DEFAULT_AREA_RATIO, DEFAULT_VOTE, FusionDecision, as_fraction
-from refine.inspect.cases import Case, stage1_preview
+from refine.inspect.cases import Case
 from refine.inspect.exports import SessionFiles, remove_tree
 from refine.inspect.ranking import RankRow, fused_scores, stage_scores
 from refine.inspect.runs import (
@@ -61,7 +61,6 @@ class Session:
         self.cancel = threading.Event()
         self.ranking: list[RankRow] = []
         self._cases: OrderedDict[str, Case] = OrderedDict()
-        self._preview: dict[tuple, np.ndarray] = {}
         self._lock = threading.RLock()
 
     # ---- case and expression -------------------------------------------------------------
@@ -75,7 +74,6 @@ class Session:
         case.expression(exp_id)
         with self._lock:
             self.case = case
-            self._preview.clear()
             self.select_expression(exp_id)
 
     def known_case(self, key: str) -> Case | None:
@@ -197,18 +195,12 @@ class Session:
         if stage not in STAGES:
             raise ValueError(f"unknown stage {stage!r}; use one of {STAGES}")
         if stage == "stage1":
-            return run.result.stage1[t] if run is not None else self._preview_masks()[t]
+            if run is not None:
+                return run.result.stage1[t]
+            return self.require_case().preview(self._require_exp(), self.preview_threshold)[t]
         if run is None or decision is None:
             return None
         return run.result.sam2[t] if stage == "sam2" else run.fused(decision, t)
-
-    def _preview_masks(self) -> np.ndarray:
-        case, exp_id, theta = self.require_case(), self._require_exp(), self.preview_threshold
-        key = (case.key, exp_id, float(theta))
-        if key not in self._preview:
-            self._preview.clear()
-            self._preview[key] = stage1_preview(case.expression(exp_id), theta, case.size)
-        return self._preview[key]
 
     def scores(self) -> dict | None:
         """{"stage1", "sam2", "fused"} → ExpressionScore of the shown run under the current
@@ -245,7 +237,6 @@ class Session:
             self.case, self.exp_id, self.run, self.decision = None, None, None, None
             self.runs.clear()
             self._cases.clear()
-            self._preview.clear()
             self.ranking = []
             self.files.remove()
 
