@@ -13,9 +13,9 @@ import importlib.util
 from collections.abc import Callable
 
 from refine.frames import FrameSource
+from refine.inspect import ProgressFn, Tracker, is_out_of_memory
 from refine.models import ModelSpec
 from refine.pipeline import ExpressionResult, RefineParams, refine_expression
-from refine.session import ProgressFn, Tracker, is_out_of_memory
 from refine.stage1 import ExpressionStage1
 
 GPU_DURATION_S = 240

@@ -275,6 +275,33 @@ def read_masks_zip(
     return MaskSet(masks, stems)
 
 
+def read_zip_file_named(
+    path: str, filename: str, max_bytes: int, limits: UploadLimits = DEFAULT_LIMITS
+) -> bytes | None:
+    """The bytes of the zip entry ``filename`` at the zip's top or inside its one top folder
+    (e.g. ``meta_expressions.json`` beside ``<exp_id>/`` folders), or None without one; at
+    most ``max_bytes`` (declared and read)."""
+    name = os.path.basename(path)
+    with _open_zip(path, limits) as zf:
+        found = [
+            info
+            for info, p in _checked_entries(zf, limits, name)
+            if p.name == filename and len(p.parts) <= 2
+        ]
+        if not found:
+            return None
+        if len(found) > 1:
+            raise InputError(
+                f"{name}: {len(found)} entries named {filename}; keep one at the zip's top"
+            )
+        if found[0].file_size > max_bytes:
+            raise InputError(
+                f"{name}: {found[0].filename!r} is {format_bytes(found[0].file_size)}, over "
+                f"the limit of {format_bytes(max_bytes)}"
+            )
+        return _read_entry(zf, found[0], name)
+
+
 def _check_mask_bytes(
     source: str, frames: int, exp_ids: int, size: tuple[int, int], limits: UploadLimits
 ) -> None:
