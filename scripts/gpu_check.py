@@ -181,6 +181,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class AppOutOfMemory(RuntimeError):
+    """The app's status area showed its out-of-memory message."""
+
+
 def controls(device: str) -> tuple:
     """The Run settings: size, device, weights, prompt, θ."""
     return ("tiny", device, "random", "mask", 0.275)
@@ -190,11 +194,15 @@ def app_run(client, device: str, deadline: float) -> str:
     """Open the example, Run SAM2 on ``device`` before ``deadline`` (a time.monotonic());
     returns the fusion decision shown."""
     video, exp_id = EXAMPLE
-    job = client.submit(video, exp_id, *controls(device), api_name="/open_example")
+    job = client.submit(f"{video}/{exp_id}", *controls(device), api_name="/open_example")
     job.result(deadline - time.monotonic())
     job = client.submit(exp_id, *controls(device), 2 / 3, 0.5, 0, api_name="/run")
     out = job.result(deadline - time.monotonic())
-    lines = [ln for v in out if isinstance(v, str) for ln in v.splitlines() if "Fusion:" in ln]
+    texts = [v for v in out if isinstance(v, str)]
+    failed = [v for v in texts if "ran out of memory" in v]
+    if failed:  # the app answers a failed Run with a message in its status area
+        raise AppOutOfMemory(failed[0])
+    lines = [ln for v in texts for ln in v.splitlines() if "Fusion:" in ln]
     if not lines:
         raise RuntimeError(f"the app's Run on {device} showed no fusion decision: {out!r}"[:500])
     return lines[0].replace("*", "").strip()
@@ -215,17 +223,13 @@ def app_on_device(app: App, sizes: Sizes, left: float) -> dict:
 def app_out_of_memory(app: App, sizes: Sizes, left: float) -> dict:
     """Run under a CUDA memory limit: the app must answer with its out-of-memory message, and
     the same session must then run on the CPU."""
-    from gradio_client.exceptions import AppError
-
     deadline = time.monotonic() + left
     client = app.client(left)
     try:
         app_run(client, sizes.device, deadline)
         raise RuntimeError(f"the Run under a memory limit ({app.limit}) did not run out of memory")
-    except AppError as err:
+    except AppOutOfMemory as err:
         message = str(err)
-    if "ran out of memory" not in message:
-        raise RuntimeError(f"the app answered with another error: {message}"[:500])
     decision = app_run(client, "cpu", deadline)
     return {
         "limit": app.limit,

@@ -532,3 +532,12 @@ def test_two_requests_for_the_videos_at_once_get_the_same_files(session, prop):
     with ThreadPoolExecutor(2) as pool:
         first, second = pool.map(lambda _: session.videos(), range(2))
     assert first == second and all(os.path.isfile(p) for p in first.values())
+
+
+def test_the_cpu_allocators_failure_is_out_of_memory():
+    # torch's message on the CPU; the app used to show it as an internal error
+    err = RuntimeError(
+        "[enforce fail at alloc_cpu.cpp:121] data. DefaultCPUAllocator: can't allocate memory: "
+        "you tried to allocate 8589934592 bytes. Error code 12 (Cannot allocate memory)"
+    )
+    assert is_out_of_memory(err)

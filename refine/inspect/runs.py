@@ -51,7 +51,9 @@ def is_out_of_memory(err: BaseException) -> bool:
     if isinstance(err, MemoryError):
         return True
     return isinstance(err, RuntimeError) and (
-        type(err).__name__ == "OutOfMemoryError" or "out of memory" in str(err).lower()
+        type(err).__name__ == "OutOfMemoryError"
+        or "out of memory" in str(err).lower()
+        or "can't allocate memory" in str(err)  # torch's CPU allocator (DefaultCPUAllocator)
     )
 
 
