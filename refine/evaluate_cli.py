@@ -30,12 +30,12 @@ from refine.ground_truth import (
     find_missing_pngs,
     gt_shape,
     list_gt_videos,
+    load_expressions,
     load_mask_dict,
-    load_meta_expressions,
-    read_mask_png,
     read_predictions,
     rles_for_expression,
 )
+from refine.mask_io import read_mask_png
 from refine.metrics import ExpressionScore, evaluate_expression, summarize
 
 __all__ = ["add_parser", "run_evaluate"]
@@ -150,7 +150,7 @@ def _run_tasks(tasks: Sequence[_Task], workers: int) -> Iterator[ExpressionScore
 
 def _build_tasks(args: argparse.Namespace) -> list[_Task]:
     meta_path = os.path.join(args.data, "meta_expressions.json")
-    expressions = load_meta_expressions(meta_path)
+    expressions = load_expressions(meta_path)
     if args.gt is not None:
         gt_videos = list_gt_videos(args.gt)
         known = {e.video for e in expressions}
@@ -173,8 +173,16 @@ def _build_tasks(args: argparse.Namespace) -> list[_Task]:
             "evaluate a labelled split (e.g. valid_u) or pass --gt DIR with PNG ground truth"
         )
     mask_dict = load_mask_dict(mask_path)
+    unscored = [e.key for e in expressions if not e.scored]
+    if unscored:
+        print(
+            f"warning: {len(unscored)} expression(s) without 'anno_id' are not scored "
+            f"(as in the official evaluation): {', '.join(unscored[:5])}",
+            file=sys.stderr,
+        )
+    expressions = [e for e in expressions if e.scored]
     if not expressions:
-        raise InputError(f"{meta_path}: lists no expressions to evaluate")
+        raise InputError(f"{meta_path}: lists no expressions with 'anno_id' to evaluate")
     return [
         _Task(e, args.pred, args.allow_missing, rles=rles_for_expression(mask_dict, e, mask_path))
         for e in expressions

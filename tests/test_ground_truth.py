@@ -19,11 +19,11 @@ from refine.ground_truth import (
     expression_gt_from_mask_dict,
     expression_gt_from_pngs,
     find_missing_pngs,
-    load_meta_expressions,
-    read_mask_png,
+    load_expressions,
     read_predictions,
     rles_for_expression,
 )
+from refine.mask_io import read_mask_png
 from refine.metrics import evaluate_expression
 
 H, W = 24, 32
@@ -109,7 +109,7 @@ def evaluate(tmp_path: Path, *argv: str) -> tuple[int, dict]:
 
 def test_mask_dict_gt_is_the_union_of_the_expressions_objects(tmp_path: Path) -> None:
     root = make_data(tmp_path / "data")
-    exprs = load_meta_expressions(str(root / "meta_expressions.json"))
+    exprs = load_expressions(str(root / "meta_expressions.json"))
     assert [(e.video, e.exp_id, e.anno_ids) for e in exprs] == [
         ("v1", "0", ("1",)),
         ("v1", "1", ("2",)),
@@ -147,13 +147,13 @@ def test_uncompressed_rle_counts_are_decoded() -> None:
 
 def test_mask_dict_errors(tmp_path: Path) -> None:
     root = make_data(tmp_path / "data")
-    exprs = load_meta_expressions(str(root / "meta_expressions.json"))
+    exprs = load_expressions(str(root / "meta_expressions.json"))
     with pytest.raises(InputError, match="anno_id '2' of v1/1 is missing"):
         rles_for_expression({"1": [None] * 3}, exprs[1])
     with pytest.raises(InputError, match="2 entries but the video has 3 frames"):
         rles_for_expression({"2": [None, None]}, exprs[1])
     with pytest.raises(InputError, match="no 'anno_id'"):
-        rles_for_expression({}, Expression("v", "0", ("0",), ()))
+        rles_for_expression({}, Expression("v", "0", ("0",), None))
     bad = [[{"size": [H, W], "counts": 5}]]
     with pytest.raises(InputError, match="v/0: object 0, frame 0: not a valid COCO RLE"):
         expression_gt_from_mask_dict(bad, "v/0")
@@ -182,19 +182,19 @@ def test_unsafe_names_in_meta_are_rejected(
     path = tmp_path / "meta_expressions.json"
     path.write_text(json.dumps(meta))
     with pytest.raises(InputError, match=f"{what} name .* is not a plain file name"):
-        load_meta_expressions(str(path))
+        load_expressions(str(path))
 
 
 def test_malformed_meta_is_an_input_error(tmp_path: Path) -> None:
     path = tmp_path / "meta_expressions.json"
     path.write_text("{not json")
     with pytest.raises(InputError, match="valid JSON"):
-        load_meta_expressions(str(path))
+        load_expressions(str(path))
     path.write_text(json.dumps({"videos": {"v": {"frames": [], "expressions": {}}}}))
     with pytest.raises(InputError, match="non-empty list"):
-        load_meta_expressions(str(path))
+        load_expressions(str(path))
     with pytest.raises(InputError, match="not found"):
-        load_meta_expressions(str(tmp_path / "nope.json"))
+        load_expressions(str(tmp_path / "nope.json"))
 
 
 def test_png_binarisation_matches_the_official_gray_read(tmp_path: Path) -> None:

@@ -160,7 +160,7 @@ def test_png_stage1(tmp_path):
     assert ((e.masks[1, 0] > 0) == (np.asarray(Image.open(tmp_path / "0/00001.png")) > 0)).all()
     assert s1.expressions["3"].scores.max() == 0
     os.remove(tmp_path / "3" / "00001.png")
-    with pytest.raises(InputError, match="00001.png: mask file is missing"):
+    with pytest.raises(InputError, match="00001.png: mask file not found"):
         load_stage1_png_dir(str(tmp_path), names, (6, 8))
 
 
