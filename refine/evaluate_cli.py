@@ -22,7 +22,6 @@ from tqdm import tqdm
 
 from refine.errors import InputError
 from refine.ground_truth import (
-    RLE,
     Expression,
     check_predictions_complete,
     expression_gt_from_mask_dict,
@@ -37,6 +36,7 @@ from refine.ground_truth import (
 )
 from refine.mask_io import read_mask_png
 from refine.metrics import ExpressionScore, evaluate_expression, summarize
+from refine.rle import RLE
 
 __all__ = ["add_parser", "run_evaluate"]
 
@@ -112,10 +112,10 @@ def _evaluate_task(task: _Task) -> ExpressionScore:
     expr = task.expr
     folder = os.path.join(task.pred_dir, expr.video, expr.exp_id)
     if task.rles is not None:
-        # An object-less ground truth has no RLE to give its size: take the
-        # prediction's (as the official code does); all-empty vs all-empty scores
-        # 1 whatever the size.
-        shape = gt_shape(task.rles) or _first_prediction_shape(folder, expr.frames)
+        # The official code sizes the ground truth by the first prediction; every RLE
+        # must declare that size (checked before decoding: sizes are untrusted). With
+        # no prediction at all, the first RLE's size, bounded.
+        shape = _first_prediction_shape(folder, expr.frames) or gt_shape(task.rles, expr.key)
         gt = expression_gt_from_mask_dict(task.rles, expr.key, shape)
     else:
         gt = expression_gt_from_pngs(task.gt_dir, expr)

@@ -34,18 +34,17 @@ from __future__ import annotations
 
 import functools
 import os
-import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from pycocotools import mask as cocomask
 
 from refine.dataset import load_meta_expressions
 from refine.errors import InputError
 from refine.files import load_json
 from refine.mask_io import read_mask_png
 from refine.names import check_name
+from refine.rle import RLE, decode_rle, rle_size
 
 __all__ = [
     "Expression",
@@ -63,9 +62,6 @@ __all__ = [
 
 MAX_LISTED = 5
 """How many missing items an error message names before giving a count."""
-
-RLE = dict
-"""A COCO run-length encoding: ``{"size": [H, W], "counts": str | list[int]}``."""
 
 
 @dataclass(frozen=True)
@@ -169,26 +165,6 @@ def rles_for_expression(
     return out
 
 
-def _decode(rle: object, where: str) -> np.ndarray:
-    """[H, W] uint8 0/1 from one COCO RLE (compressed string or uncompressed counts list)."""
-    try:
-        if not isinstance(rle, dict):
-            raise TypeError(f"expected an RLE object, got {type(rle).__name__}")
-        h, w = (int(v) for v in rle["size"])
-        if isinstance(rle["counts"], list):
-            rle = cocomask.frPyObjects(rle, h, w)
-        with warnings.catch_warnings():
-            # pycocotools 2.0.x under numpy 2 warns about __array__(copy=...) on every
-            # decode; harmless, and it would flood the log.
-            warnings.filterwarnings("ignore", "__array__ implementation", DeprecationWarning)
-            mask = cocomask.decode(rle)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InputError(f"{where}: not a valid COCO RLE ({exc})") from None
-    if mask.shape != (h, w):
-        raise InputError(f"{where}: RLE decodes to {mask.shape} but says size {[h, w]}")
-    return mask
-
-
 def expression_gt_from_mask_dict(
     rles: Sequence[Sequence[RLE | None]],
     key: str = "expression",
@@ -199,47 +175,42 @@ def expression_gt_from_mask_dict(
     Args:
         rles: [n_objects][T] RLE or a falsy value (None) where the object is absent.
         key: expression name for error messages.
-        shape: (H, W) to use when every entry is empty (no RLE gives a size);
-            ignored otherwise. Defaults to (1, 1) then; an all-empty ground truth
-            scores the same whatever its size against an empty prediction.
+        shape: the expected (H, W) (the prediction's or the video's): every RLE must
+            declare it, checked before anything is decoded. Without it the first RLE's
+            size is expected of the others, and an all-empty ground truth is 1 x 1 (it
+            scores the same whatever its size against an empty prediction).
 
     Returns:
         bool [T, H, W].
 
     Raises:
-        InputError: an RLE is malformed or the RLEs disagree on the frame size.
+        InputError: an RLE is malformed (see :mod:`refine.rle`) or not the expected size.
     """
     n_frames = len(rles[0]) if rles else 0
-    gt: np.ndarray | None = None
+    gt = None if shape is None else np.zeros((n_frames, *shape), dtype=bool)
     for obj, per_frame in enumerate(rles):
         for t, rle in enumerate(per_frame):
             if not rle:  # the official code skips falsy entries (None where absent)
                 continue
             where = f"{key}: object {obj}, frame {t}"
-            mask = _decode(rle, where)
+            mask = decode_rle(rle, where, None if gt is None else gt.shape[1:])
             if gt is None:
                 gt = np.zeros((n_frames, *mask.shape), dtype=bool)
-            elif mask.shape != gt.shape[1:]:
-                raise InputError(
-                    f"{where}: ground-truth RLE is {mask.shape[0]}x{mask.shape[1]} (HxW) but "
-                    f"earlier ones are {gt.shape[1]}x{gt.shape[2]}"
-                )
             np.logical_or(gt[t], mask, out=gt[t])
     if gt is None:
-        gt = np.zeros((n_frames, *(shape or (1, 1))), dtype=bool)
+        gt = np.zeros((n_frames, 1, 1), dtype=bool)
     return gt
 
 
-def gt_shape(rles: Sequence[Sequence[RLE | None]]) -> tuple[int, int] | None:
-    """(H, W) from the first non-empty RLE's ``size``, or None if all are empty or malformed."""
-    for per_frame in rles:
-        for rle in per_frame:
+def gt_shape(
+    rles: Sequence[Sequence[RLE | None]], key: str = "expression"
+) -> tuple[int, int] | None:
+    """(H, W) that the first non-empty RLE declares (checked by :func:`refine.rle.rle_size`),
+    or None if all are empty."""
+    for obj, per_frame in enumerate(rles):
+        for t, rle in enumerate(per_frame):
             if rle:
-                try:
-                    h, w = (int(v) for v in rle["size"])
-                except (KeyError, TypeError, ValueError):
-                    return None  # decoding reports the bad RLE
-                return h, w
+                return rle_size(rle, f"{key}: object {obj}, frame {t}")
     return None
 
 

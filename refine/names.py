@@ -46,6 +46,21 @@ def exp_id_sort_key(exp_id: str) -> tuple[int, int, str]:
     return (1, 0, exp_id)
 
 
+def check_device_name(device: object, source: str = "device") -> str:
+    """``device`` if it is written like a torch device refine runs on: ``cpu``, ``mps``,
+    ``cuda`` or ``cuda:N`` (N a decimal index, no sign); else InputError. Whether that
+    device exists here is :func:`refine.models.check_device`'s question."""
+    if isinstance(device, str):
+        kind, sep, index = device.partition(":")
+        if (kind in ("cpu", "mps", "cuda") and not sep) or (
+            kind == "cuda" and index.isascii() and index.isdigit()
+        ):
+            return device
+    raise InputError(
+        f"{source}: {device!r} is not a device; use cpu, cuda, cuda:N (N = 0, 1, …) or mps"
+    )
+
+
 def frame_index(stem: str, source: str) -> int:
     """Integer value of a frame stem ("00012" → 12), as SAM2 orders a JPEG folder."""
     try:

@@ -160,7 +160,7 @@ def test_mask_dict_errors(tmp_path: Path) -> None:
     mixed = [[rle(OBJ1[0]), rle(np.zeros((H + 1, W), dtype=bool))]]
     with pytest.raises(
         InputError,
-        match=r"object 0, frame 1: ground-truth RLE is 25x32 \(HxW\) but earlier ones are 24x32",
+        match=r"object 0, frame 1: ground-truth RLE is 25x32 \(HxW\) but the masks are 24x32",
     ):
         expression_gt_from_mask_dict(mixed, "v/0")
 
