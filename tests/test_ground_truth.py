@@ -371,3 +371,87 @@ def test_cli_rejects_bad_workers(tmp_path: Path) -> None:
     add_parser(parser.add_subparsers())
     with pytest.raises(SystemExit):
         parser.parse_args(["evaluate", "--data", "d", "--pred", "p", "--workers", "0"])
+
+
+# ------------------------------------------------ the anno_id rule (one rule, every path)
+
+NO_ANNO = {"v2": {"frames": FRAMES, "expressions": {"0": {"exp": "unlabelled"}}}}
+EMPTY_ANNO = {"v3": {"frames": FRAMES, "expressions": {"0": {"exp": "nothing", "anno_id": []}}}}
+
+
+def test_evaluate_leaves_out_an_expression_without_anno_id(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The official script's worker dies on the KeyError: that expression is not in its means.
+    data = make_data(tmp_path / "data", {**NO_ANNO, **EMPTY_ANNO})
+    pred = write_preds(tmp_path / "pred", perfect_preds())
+    write_preds(pred, {"0": np.zeros((3, H, W), bool)}, video="v2")
+    write_preds(pred, {"0": np.zeros((3, H, W), bool)}, video="v3")
+    rc, res = evaluate(tmp_path, "--data", str(data), "--pred", str(pred))
+    assert rc == 0
+    assert sorted(res["per_expression"]) == ["v1/0", "v1/1", "v1/2", "v3/0"]
+    # an empty anno_id list is scored against empty ground truth (official: zeros)
+    assert res["per_expression"]["v3/0"] == {"J": 100.0, "F": 100.0}
+    assert "1 expression(s) without 'anno_id' are not scored" in capsys.readouterr().err
+
+
+def test_video_ground_truth_follows_the_same_rule(tmp_path: Path) -> None:
+    from refine.ground_truth import VideoGroundTruth
+
+    data = make_data(tmp_path / "data", {**NO_ANNO, **EMPTY_ANNO})
+    assert VideoGroundTruth(str(data), "v2", (H, W))("0") is None  # not scored
+    empty = VideoGroundTruth(str(data), "v3", (H, W))("0")
+    assert empty is not None and empty.shape == (3, H, W) and not empty.any()
+    assert VideoGroundTruth(str(data), "v1", (H, W))("2").sum() == union(OBJ1, OBJ2).sum()
+
+
+def test_run_eval_does_not_score_an_expression_without_ground_truth() -> None:
+    from types import SimpleNamespace
+
+    from refine.batch import evaluate_result
+
+    m = np.ones((3, H, W), bool)
+    result = SimpleNamespace(stage1=m, sam2=m, fused=m)
+    assert evaluate_result(result, None) == {}  # VideoGroundTruth's None: not scored
+    assert set(evaluate_result(result, np.zeros_like(m))) == {"stage1", "sam2", "fused"}
+
+
+# ------------------------------------------------------ RLE sizes are untrusted
+
+
+def _one_rle_data(tmp_path: Path, rle_entry: dict) -> tuple[Path, Path]:
+    data = make_data(tmp_path / "data")
+    masks = json.loads((data / "mask_dict.json").read_text())
+    masks["1"][0] = rle_entry
+    (data / "mask_dict.json").write_text(json.dumps(masks))
+    return data, write_preds(tmp_path / "pred", perfect_preds())
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        # 150 bytes declaring 30000 x 30000: refused before anything is decoded
+        (
+            {"size": [30000, 30000], "counts": "PPP1"},
+            r"30000x30000 \(HxW\) but the masks are 24x32",
+        ),
+        ({"size": [-1, 32], "counts": "0"}, "'size' must be two positive integers"),
+        ({"size": [H, W], "counts": [-3, H * W + 3]}, "non-negative and add up to"),
+        ({"size": [H, W], "counts": [2**40]}, "add up to H x W = 768"),
+        ({"size": [H, W], "counts": "0"}, "add up to H x W = 768"),
+        ({"size": [H, W], "counts": "\x7f"}, "has a character"),
+        ({"size": [H, W], "counts": "o"}, "ends inside a number"),
+    ],
+)
+def test_evaluate_checks_rle_sizes_and_counts(tmp_path: Path, entry: dict, message: str) -> None:
+    data, pred = _one_rle_data(tmp_path, entry)
+    with pytest.raises(InputError, match=message):
+        evaluate(tmp_path, "--data", str(data), "--pred", str(pred))
+
+
+def test_rle_without_a_prediction_is_bounded() -> None:
+    from refine.rle import MAX_RLE_PIXELS
+
+    side = int(MAX_RLE_PIXELS**0.5) + 1
+    with pytest.raises(InputError, match="over the limit"):
+        expression_gt_from_mask_dict([[{"size": [side, side], "counts": "0"}]], "v/0")
