@@ -167,7 +167,7 @@ def _build_tasks(args: argparse.Namespace) -> list[_Task]:
             raise InputError(f"{args.gt}: no video folders of {meta_path} found there")
         return [_Task(e, args.pred, args.allow_missing, gt_dir=args.gt) for e in expressions]
     mask_path = os.path.join(args.data, "mask_dict.json")
-    if not os.path.isfile(mask_path):
+    if not os.path.exists(mask_path):
         raise InputError(
             f"{mask_path} not found: this split has no labels; "
             "evaluate a labelled split (e.g. valid_u) or pass --gt DIR with PNG ground truth"
