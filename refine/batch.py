@@ -229,7 +229,7 @@ def run_batch(
     """
     ds = MevisDataset(cfg.data)
     names = ds.videos() if not videos else [check_name(v, "video", "--videos") for v in videos]
-    unknown = [v for v in names if v not in ds.meta]
+    unknown = [v for v in names if v not in ds.videos_meta]
     if unknown:
         raise InputError(f"{ds.meta_path}: videos {unknown} are not in the data set")
     os.makedirs(cfg.out, exist_ok=True)
