@@ -36,19 +36,26 @@ def file_kind(mode: int) -> str:
     return "special file"
 
 
-def check_regular_file(path: str, what: str) -> None:
-    """InputError unless ``path`` is a regular file (symlinks to one are followed)."""
+def _stat_regular(path: str, what: str, fd: int | None = None) -> os.stat_result:
+    """``os.stat`` of ``path`` (or ``fstat`` of ``fd``); InputError unless it exists and is
+    a regular file."""
     try:
-        mode = os.stat(path).st_mode
+        st = os.stat(path) if fd is None else os.fstat(fd)
     except FileNotFoundError:
         raise InputError(f"{path}: {what} not found; check the path") from None
     except OSError as err:
         raise InputError(f"{path}: cannot read the {what} ({err.strerror})") from None
-    if not stat.S_ISREG(mode):
+    if not stat.S_ISREG(st.st_mode):
         raise InputError(
-            f"{path}: the {what} is a {file_kind(mode)}, not a regular file; "
+            f"{path}: the {what} is a {file_kind(st.st_mode)}, not a regular file; "
             "replace it with a plain file"
         )
+    return st
+
+
+def check_regular_file(path: str, what: str) -> None:
+    """InputError unless ``path`` is a regular file (symlinks to one are followed)."""
+    _stat_regular(path, what)
 
 
 def read_regular_file(path: str, what: str, max_bytes: int | None = None) -> bytes:
@@ -60,21 +67,17 @@ def read_regular_file(path: str, what: str, max_bytes: int | None = None) -> byt
     """
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except FileNotFoundError:
-        raise InputError(f"{path}: {what} not found; check the path") from None
     except OSError as err:
+        _stat_regular(path, what)  # says why when it is missing or not a regular file
         raise InputError(f"{path}: cannot read the {what} ({err.strerror})") from None
+    try:
+        size = _stat_regular(path, what, fd).st_size
+        if max_bytes is not None and size > max_bytes:
+            raise InputError(f"{path}: the {what} is {size} bytes, over the limit of {max_bytes}")
+    except BaseException:
+        os.close(fd)
+        raise
     with os.fdopen(fd, "rb") as f:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise InputError(
-                f"{path}: the {what} is a {file_kind(st.st_mode)}, not a regular file; "
-                "replace it with a plain file"
-            )
-        if max_bytes is not None and st.st_size > max_bytes:
-            raise InputError(
-                f"{path}: the {what} is {st.st_size} bytes, over the limit of {max_bytes}"
-            )
         return f.read()
 
 
