@@ -33,6 +33,7 @@ from PIL import Image, UnidentifiedImageError
 
 from refine.errors import InputError
 from refine.limits import DEFAULT_LIMITS, UploadLimits, format_bytes
+from refine.mask_io import decode_mask_png
 from refine.names import check_name, sort_frame_stems
 
 log = logging.getLogger(__name__)
@@ -460,14 +461,8 @@ def _decode_image(
 def _decode_mask(
     zf: zipfile.ZipFile, info: zipfile.ZipInfo, source: str, limits: UploadLimits
 ) -> np.ndarray:
-    img = _open_image(zf, info, source, limits)
-    try:
-        arr = np.asarray(img)
-    except OSError as err:
-        raise InputError(f"{source}: {info.filename!r} cannot be decoded ({err})") from err
-    if arr.ndim == 3:
-        arr = arr.max(axis=2)
-    return arr > 0
+    data = _read_entry(zf, info, source)
+    return decode_mask_png(data, f"{source}: {info.filename!r}", limits.max_frame_pixels)
 
 
 def _short(err: BaseException) -> str:
