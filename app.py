@@ -43,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from demo.config import parse_args
     from demo.ui import build_app, launch_kwargs
     from refine.errors import InputError
-    from refine.inspect import remove_tree
+    from refine.files import remove_tree
 
     try:
         config = parse_args(argv)

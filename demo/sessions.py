@@ -10,7 +10,8 @@ import threading
 import uuid
 import weakref
 
-from refine.inspect import Session, remove_tree
+from refine.files import remove_tree
+from refine.inspect import Session
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ class SessionStore:
         self.root = tempfile.mkdtemp(prefix="refine-app-", dir=parent)
         self._sessions: weakref.WeakValueDictionary[str, Session] = weakref.WeakValueDictionary()
         self._lock = threading.Lock()
-        self._remove_root = weakref.finalize(self, remove_tree, self.root)
+        self._remove_root = weakref.finalize(self, remove_tree, self.root, "app session folder")
 
     def get(self, session: Session | None, key: str | None = None) -> Session:
         """``session`` if there is one, else the session of browser session ``key``

@@ -130,8 +130,6 @@ class MevisDataset:
             raise InputError(f"{root}: no meta_expressions.json")
         raw = load_json(self.meta_path, "meta_expressions.json")
         self.videos_meta: dict[str, VideoMeta] = parse_meta_expressions(raw, self.meta_path)
-        # the raw "videos" object, for callers not yet switched to :meth:`expressions`
-        self.meta: dict = raw["videos"]
 
     def videos(self) -> list[str]:
         return sorted(self.videos_meta)

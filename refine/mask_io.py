@@ -67,9 +67,18 @@ def read_mask_png(path: str, size: tuple[int, int] | None = None) -> np.ndarray:
     return mask
 
 
+def encode_mask_png(mask: np.ndarray) -> bytes:
+    """An [H, W] bool mask as the bytes of an 8-bit single-channel PNG, values 0/255 (the
+    output format of design §2 step 7; every writer of mask PNGs uses this)."""
+    buf = io.BytesIO()
+    Image.fromarray(np.where(mask, np.uint8(255), np.uint8(0)), mode="L").save(buf, "PNG")
+    return buf.getvalue()
+
+
 def write_mask_png(path: str, mask: np.ndarray) -> None:
     """Write an [H, W] bool mask as an 8-bit PNG with values 0/255."""
-    Image.fromarray(np.where(mask, np.uint8(255), np.uint8(0)), mode="L").save(path)
+    with open(path, "wb") as f:
+        f.write(encode_mask_png(mask))
 
 
 def write_expression_masks(

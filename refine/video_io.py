@@ -34,7 +34,7 @@ from PIL import Image, UnidentifiedImageError
 from refine.errors import InputError
 from refine.limits import DEFAULT_LIMITS, UploadLimits, format_bytes
 from refine.mask_io import decode_mask_png
-from refine.names import check_name, sort_frame_stems
+from refine.names import check_name, exp_id_sort_key, sort_frame_stems
 
 log = logging.getLogger(__name__)
 
@@ -240,7 +240,7 @@ def read_masks_zip(
                     "mask; keep one PNG per frame and expression"
                 )
             frames[p.stem] = info
-        exp_ids = sorted(per_exp, key=lambda e: (0, int(e)) if e.isdigit() else (1, e))
+        exp_ids = sorted(per_exp, key=exp_id_sort_key)
         stems = sort_frame_stems(per_exp[exp_ids[0]], name)
         if len(stems) > limits.max_frames:
             raise InputError(

@@ -1,8 +1,8 @@
 """The app's UI-free side: cases and uploads, cached SAM2 runs, ranking, exports and the
 per-user :class:`Session` that ties them together (no Gradio import)."""
 
-from refine.inspect.cases import Case, DataSource, meta_sentences, stage1_preview
-from refine.inspect.exports import FilesRemoved, SessionFiles, remove_tree
+from refine.inspect.cases import Case, DataSource, stage1_preview
+from refine.inspect.exports import FilesRemoved, SessionFiles
 from refine.inspect.ranking import (
     RANK_ORDERS,
     RankRow,
@@ -52,10 +52,8 @@ __all__ = [
     "find_row",
     "is_out_of_memory",
     "jf",
-    "meta_sentences",
     "rank_expressions",
     "rank_rows",
-    "remove_tree",
     "stage1_preview",
     "stage_scores",
     "upload_video_name",

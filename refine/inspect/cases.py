@@ -102,24 +102,6 @@ def stage1_preview(exp: ExpressionStage1, threshold: float, size: tuple[int, int
     return upsample_masks(exp.masks[:, kept], size).any(axis=1)
 
 
-def meta_sentences(meta: object, where: str) -> dict[str, dict[str, str]]:
-    """{video: {exp_id: sentence}} of a parsed ``meta_expressions.json`` (MeViS layout:
-    ``{"videos": {video: {"expressions": {exp_id: {"exp": text}}}}}``); entries without a
-    sentence get ""."""
-    videos = meta.get("videos") if isinstance(meta, dict) else None
-    if not isinstance(videos, dict):
-        raise InputError(f'{where}: expected {{"videos": {{video: {{...}}}}}} at the top level')
-    out: dict[str, dict[str, str]] = {}
-    for video, entry in videos.items():
-        exps = entry.get("expressions", {}) if isinstance(entry, dict) else None
-        if not isinstance(exps, dict):
-            raise InputError(f"{where}: video {video!r} has no 'expressions' object")
-        out[str(video)] = {
-            str(e): str(v.get("exp", "")) if isinstance(v, dict) else "" for e, v in exps.items()
-        }
-    return out
-
-
 @dataclass(frozen=True)
 class DataSource:
     """A MeViS-layout root whose stage-1 results are ``<stage1_dir>/<video>.npz`` or
@@ -142,12 +124,7 @@ class DataSource:
 
     def expressions(self) -> list[tuple[str, str, str]]:
         """(video, exp_id, sentence) of every expression in meta_expressions.json."""
-        meta = meta_sentences({"videos": self.dataset.meta}, "meta_expressions.json")
-        return [
-            (video, exp_id, meta[video][exp_id])
-            for video in self.videos()
-            for exp_id in meta[video]
-        ]
+        return self.dataset.expressions()
 
     def case_key(self, video: str) -> str:
         return f"{self.name}:{os.path.abspath(self.root)}:{video}"

@@ -7,22 +7,20 @@ zip timestamps so that the same masks give the same bytes) and the videos of at 
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import re
-import shutil
 import threading
 import zipfile
 from collections import OrderedDict
 from collections.abc import Callable
 
-import numpy as np
-
 from refine.errors import InputError
+from refine.files import atomic_write, remove_tree
 from refine.fusion import FusionDecision
 from refine.inspect.cases import Case
 from refine.inspect.runs import CaseRun, branch
+from refine.mask_io import encode_mask_png
 from refine.overlay import STAGE_COLORS, write_overlay_videos
 
 log = logging.getLogger(__name__)
@@ -34,16 +32,6 @@ MASKS_ZIP = "fused_masks.zip"
 
 class FilesRemoved(InputError):
     """The session's folder was deleted while a file was being written (its tab closed)."""
-
-
-def remove_tree(path: str) -> None:
-    """Delete the folder ``path`` (already gone is fine; other failures are logged)."""
-    try:
-        shutil.rmtree(path)
-    except FileNotFoundError:
-        log.debug("%s was already removed", path)
-    except OSError as err:
-        log.warning("could not remove the folder %s: %s", path, err)
 
 
 def safe_name(name: str) -> str:
@@ -71,7 +59,7 @@ class SessionFiles:
         for run in list(self._with_videos.values()):
             run.videos.clear()
         self._with_videos.clear()
-        remove_tree(self.workdir)
+        remove_tree(self.workdir, "session folder")
 
     def masks_zip(self, case: Case, run: CaseRun, decision: FusionDecision) -> str:
         """The fused masks of ``run`` under ``decision`` as a MeViS-layout zip
@@ -80,19 +68,16 @@ class SessionFiles:
             return self._masks_zip(case, run, decision)
 
     def _masks_zip(self, case: Case, run: CaseRun, decision: FusionDecision) -> str:
-        from PIL import Image
-
         path = os.path.join(self.folder(), MASKS_ZIP)
-        tmp = f"{path}.part"
-        with self._guard(), zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        with (
+            self._guard(),
+            atomic_write(path) as tmp,
+            zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf,
+        ):
             for name, mask in zip(case.frame_names, run.fused(decision), strict=True):
-                buf = io.BytesIO()
-                Image.fromarray(np.where(mask, np.uint8(255), np.uint8(0)), "L").save(buf, "PNG")
                 entry = zipfile.ZipInfo(f"{case.video}/{run.exp_id}/{name}.png", ZIP_TIME)
                 entry.compress_type = zipfile.ZIP_DEFLATED
-                zf.writestr(entry, buf.getvalue())
-        with self._guard():
-            os.replace(tmp, path)
+                zf.writestr(entry, encode_mask_png(mask))
         return path
 
     def videos(

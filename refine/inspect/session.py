@@ -14,9 +14,10 @@ from fractions import Fraction
 import numpy as np
 
 from refine.errors import InputError
+from refine.files import remove_tree
 from refine.fusion import DEFAULT_AREA_RATIO, DEFAULT_VOTE, FusionDecision, as_fraction
 from refine.inspect.cases import Case
-from refine.inspect.exports import SessionFiles, remove_tree
+from refine.inspect.exports import SessionFiles
 from refine.inspect.ranking import RankRow, fused_scores, stage_scores
 from refine.inspect.runs import (
     DEFAULT_CACHE_BYTES,
@@ -47,7 +48,7 @@ class Session:
     def __init__(self, workdir: str | None = None, max_cache_bytes: int = DEFAULT_CACHE_BYTES):
         self.workdir = workdir or tempfile.mkdtemp(prefix="refine-app-")
         os.makedirs(self.workdir, exist_ok=True)
-        weakref.finalize(self, remove_tree, self.workdir)
+        weakref.finalize(self, remove_tree, self.workdir, "session folder")
         self.files = SessionFiles(self.workdir)
         self.runs = RunCache(max_cache_bytes, on_evict=self.files.drop_videos)
         self.case: Case | None = None

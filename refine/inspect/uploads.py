@@ -4,14 +4,15 @@ Every file is checked against :class:`~refine.limits.UploadLimits` before it is 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import uuid
 
+from refine.dataset import parse_meta_expressions
 from refine.errors import InputError
+from refine.files import parse_json
 from refine.frames import FrameSource
-from refine.inspect.cases import Case, meta_sentences
+from refine.inspect.cases import Case
 from refine.limits import DEFAULT_LIMITS, UploadLimits
 from refine.names import check_name
 from refine.overlay import DEFAULT_FPS
@@ -139,11 +140,8 @@ def _uploaded_sentences(meta_path: str | None, stage1_zip: str | None, video: st
             return {}
     else:
         return {}
-    try:
-        meta = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
-        raise InputError(f"{where}: not valid JSON ({type(err).__name__}: {err})") from None
-    videos = meta_sentences(meta, where)
+    meta = parse_meta_expressions(parse_json(data, where, META_NAME), where)
+    videos = {v: {e: m.sentence for e, m in vm.expressions.items()} for v, vm in meta.items()}
     if len(videos) == 1:
         return next(iter(videos.values()))
     if video in videos:
