@@ -8,6 +8,7 @@ at a time when needed, so memory does not grow with the number of expressions.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -56,7 +57,11 @@ class RleMasks:
         rles = self._frames[t]
         if rles is None or k == 0:
             return np.zeros((k, h, w), dtype=bool)
-        return cocomask.decode(rles).transpose(2, 0, 1).astype(bool)
+        with warnings.catch_warnings():
+            # pycocotools 2.0.x under numpy 2 warns about __array__(copy=...) on every decode
+            warnings.filterwarnings("ignore", "__array__ implementation", DeprecationWarning)
+            masks = cocomask.decode(rles)
+        return masks.transpose(2, 0, 1).astype(bool)
 
     def union(self, t: int) -> np.ndarray:
         """OR over objects of frame ``t``: [H, W] bool."""
