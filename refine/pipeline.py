@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 
@@ -155,23 +156,18 @@ def refine_expression(
         frames,
         VideoStage1((frames.height, frames.width), [], {exp_id: exp}),
         propagator,
-        params,
+        params=params,
         progress=progress and (lambda _e, d, n: progress(d, n)),
     )
     return result
 
 
 def refine_video(
-    frames: FrameSource,
-    stage1: VideoStage1,
-    propagator: Propagator,
-    params: RefineParams = RefineParams(),
-    exp_ids: Iterable[str] | None = None,
-    progress: ProgressFn | None = None,
+    frames: FrameSource, stage1: VideoStage1, propagator: Propagator, **options: Any
 ) -> list[ExpressionResult]:
-    """Results for each expression of ``stage1`` (or ``exp_ids``), in that order
-    (all of :func:`iter_refine_video`)."""
-    return list(iter_refine_video(frames, stage1, propagator, params, exp_ids, progress))
+    """All results of :func:`iter_refine_video` as a list (``options``: its ``params``,
+    ``exp_ids``, ``progress``)."""
+    return list(iter_refine_video(frames, stage1, propagator, **options))
 
 
 def iter_refine_video(
