@@ -88,7 +88,8 @@ class Sam2Propagator:
     """SAM2 video propagation, one inference state per expression holding all its objects.
 
     Frame features live in a bounded :class:`FeatureCache` held by the video's
-    FrameSource (one per model) and are reused by every expression and both directions.
+    FrameSource (one per model and precision) and are reused by every expression and both
+    directions.
 
     ``schedule="lockstep"`` (default) runs all prompt sets of a call together: one forward
     sweep over the frames, then one reverse sweep, every expression taking its step on a
