@@ -9,6 +9,8 @@ diagnostics) that ``--resume`` uses to skip finished work.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import logging
 import multiprocessing as mp
@@ -22,8 +24,8 @@ from refine.mask_io import write_expression_masks
 from refine.models import ModelSpec
 from refine.names import check_name
 from refine.out_tree import write_text_in_tree
-from refine.pipeline import RefineParams, check_video_matches, refine_video
-from refine.propagation import DEFAULT_CACHE_MB
+from refine.pipeline import RefineParams, check_video_matches, iter_refine_video
+from refine.propagation import DEFAULT_CACHE_MB, resolve_precision
 from refine.stage1 import load_video_stage1
 
 log = logging.getLogger(__name__)
@@ -45,18 +47,45 @@ class BatchConfig:
     offload_cache: bool = False
     schedule: str = "lockstep"
     evaluate: bool = False
+    resume_any: bool = False
+    memory: str = "sam2"
 
     def settings(self) -> dict:
-        """What determines the masks; a resumed run must match it."""
+        """What determines the masks; a resumed run must match it (JSON-ready)."""
         s = self.spec
         model = {
             "size": s.size,
             "checkpoint": None if s.random_weights else os.path.basename(s.checkpoint or "default"),
+            "checkpoint_sha256": None if s.random_weights else checkpoint_sha256(s),
             "random_weights": s.random_weights,
             "seed": s.seed if s.random_weights else None,
             "image_size": s.image_size,
         }
-        return {"model": model, "precision": self.precision, **self.params.as_dict()}
+        return {
+            "model": model,
+            "precision": resolve_precision(self.precision, s.device),
+            "device": s.device.split(":")[0],
+            "memory": self.memory,
+            **self.params.as_dict(),
+        }
+
+
+def checkpoint_sha256(spec: ModelSpec) -> str:
+    """sha256 of the checkpoint file ``spec`` resolves to (read once per process)."""
+    from refine.models import resolve_checkpoint
+
+    path = os.path.realpath(resolve_checkpoint(spec.size, spec.checkpoint))
+    st = os.stat(path)
+    return _file_sha256(path, st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(2**20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 @dataclass
@@ -81,13 +110,26 @@ def is_complete(cfg: BatchConfig, video: str, exp_id: str, frame_names: list[str
             marker = json.load(f)
     except json.JSONDecodeError:
         return False
-    if marker.get("settings") != json.loads(json.dumps(cfg.settings())):
+    settings = json.loads(json.dumps(cfg.settings()))
+    made_with = marker.get("settings")
+    if made_with != settings and not cfg.resume_any:
+        differ = settings_difference(made_with, settings)
         raise InputError(
-            f"{path}: this output was made with other settings ({marker.get('settings')}); "
-            "use another --out, or run without --resume to overwrite"
+            f"{path}: this output was made with other settings ({differ}); use another "
+            "--out, run without --resume to overwrite, or add --resume-any to keep it as it is"
         )
     exp_dir = os.path.join(cfg.out, video, exp_id)
     return all(os.path.isfile(os.path.join(exp_dir, f"{n}.png")) for n in frame_names)
+
+
+def settings_difference(old, new: dict) -> str:
+    """The settings that differ, as "key: old → new" (old may be anything read from JSON)."""
+    if not isinstance(old, dict):
+        return f"settings: {old!r} → {new!r}"
+    keys = sorted(set(old) | set(new))
+    return "; ".join(
+        f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)
+    )
 
 
 def process_video(cfg: BatchConfig, video: str, propagator, on_expression=None) -> VideoReport:
@@ -97,7 +139,12 @@ def process_video(cfg: BatchConfig, video: str, propagator, on_expression=None) 
     info = ds.video(video)
     frames = info.frame_source()
     source, stage1 = load_video_stage1(
-        cfg.stage1, video, info.frame_names, (frames.height, frames.width), info.expressions
+        cfg.stage1,
+        video,
+        info.frame_names,
+        (frames.height, frames.width),
+        info.expressions,
+        lazy=True,
     )
     check_video_matches(stage1, info.frame_names, frames, source)
     missing = sorted(set(info.expressions) - set(stage1.expressions))
@@ -110,9 +157,9 @@ def process_video(cfg: BatchConfig, video: str, propagator, on_expression=None) 
         else:
             todo.append(exp_id)
     gt = ground_truth(cfg.data, video, (frames.height, frames.width)) if cfg.evaluate else None
-    for result in refine_video(frames, stage1, propagator, cfg.params, todo):
+    for result in iter_refine_video(frames, stage1, propagator, cfg.params, todo):
         exp_id = result.exp_id
-        write_expression_masks(cfg.out, video, exp_id, info.frame_names, result.fused)
+        write_expression_masks(cfg.out, video, exp_id, info.frame_names, result.fused_frames())
         marker = {
             "settings": cfg.settings(),
             "sentence": info.expressions.get(exp_id),

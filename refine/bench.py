@@ -28,7 +28,6 @@ vs plain ``init_state``, each in a fresh subprocess.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import subprocess
@@ -40,11 +39,13 @@ import time
 import numpy as np
 import psutil
 
+from refine import bench_batch_memory
+from refine.challenge_schedule import quiet_frame_loading, run_seed_schedule
 from refine.errors import InputError
 from refine.frames import FrameSource
 from refine.models import MODEL_SIZES, ModelSpec
 from refine.pipeline import RefineParams, prepare_expression
-from refine.propagation import Sam2Propagator, add_prompt, frames_to_track
+from refine.propagation import Sam2Propagator, frames_to_track
 from refine.synthetic import random_expression, textured_frames, write_jpegs
 
 
@@ -109,26 +110,6 @@ def make_inputs(root: str, t: int, e: int, h: int, w: int, seed: int):
     return names, exps
 
 
-def run_seed_schedule(predictor, frames_dir: str, prompt_sets, autocast) -> list[np.ndarray]:
-    """The challenge code's schedule: a fresh ``init_state`` per expression."""
-    import torch
-
-    outs = []
-    for prompts in prompt_sets:
-        with torch.inference_mode(), autocast:
-            state = predictor.init_state(video_path=frames_dir)
-            for p in prompts:
-                add_prompt(predictor, state, p)
-            n, h, w = state["num_frames"], state["video_height"], state["video_width"]
-            out = np.zeros((n, len(prompts), h, w), bool)
-            for reverse in (False, True):
-                for t, _, logits in predictor.propagate_in_video(state, reverse=reverse):
-                    out[t] = (logits[:, 0] > 0).cpu().numpy()
-        outs.append(out)
-        del state
-    return outs
-
-
 class ComponentTimer:
     """Time spent in SAM2's image encoder and in its per-object tracking steps.
 
@@ -172,20 +153,6 @@ class ComponentTimer:
                 delattr(self.predictor, name)  # the class's method shows through again
             else:
                 setattr(self.predictor, name, saved)
-
-
-@contextlib.contextmanager
-def _quiet_frame_loading():
-    """Silence the "frame loading (JPEG)" bar ``init_state`` prints in the seed schedule."""
-    import sam2.utils.misc as misc
-
-    from refine.sam2_patches import quiet_tqdm
-
-    saved, misc.tqdm = misc.tqdm, quiet_tqdm
-    try:
-        yield
-    finally:
-        misc.tqdm = saved
 
 
 def bench_schedules(args) -> dict:
@@ -233,7 +200,7 @@ def _bench_schedules(args, prop: Sam2Propagator, timer: ComponentTimer, frames_d
     ]
     prompt_sets = [p.prompts for p in prepared if p.prompts]
     paths = sorted(os.path.join(frames_dir, f) for f in os.listdir(frames_dir))
-    with torch.inference_mode(), prop._autocast():
+    with torch.inference_mode(), prop.autocast():
         # warm-up: first calls allocate and pick kernels
         predictor.forward_image(
             torch.zeros(1, 3, predictor.image_size, predictor.image_size, device=prop.spec.device)
@@ -242,13 +209,13 @@ def _bench_schedules(args, prop: Sam2Propagator, timer: ComponentTimer, frames_d
         inputs = [frames.model_input(t, predictor.image_size)[None] for t in range(len(frames))]
 
     def encode_all() -> None:  # the encode component: T encoder calls on ready inputs
-        with torch.inference_mode(), prop._autocast():
+        with torch.inference_mode(), prop.autocast():
             for x in inputs:
                 predictor.forward_image(x.to(prop.spec.device))
 
     def seed_schedule() -> list[np.ndarray]:
-        with _quiet_frame_loading():
-            return run_seed_schedule(predictor, frames_dir, prompt_sets, prop._autocast())
+        with quiet_frame_loading():
+            return run_seed_schedule(predictor, frames_dir, prompt_sets, prop.autocast())
 
     def our_schedule() -> list[np.ndarray]:
         return list(prop.track(FrameSource.from_paths(paths), prompt_sets))
@@ -329,38 +296,6 @@ def _print_schedules(r: dict) -> None:
     print(f"masks identical: {r['masks_identical']}")
 
 
-LONG_CHILD = r"""
-import json, os, sys, time, resource
-import numpy as np, psutil, torch
-from refine.models import ModelSpec, get_predictor
-from refine.frames import FrameSource
-from refine.sam2_patches import new_inference_state
-from refine.feature_cache import FeatureCache
-mode, frames_dir, image_size, n_track, cache_mb, model = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), sys.argv[6]
-pred = get_predictor(ModelSpec(model, "cpu", random_weights=True, image_size=image_size))
-proc = psutil.Process()
-model_rss = proc.memory_info().rss
-t0 = time.perf_counter()
-with torch.inference_mode():
-    if mode == "plain":
-        state = pred.init_state(video_path=frames_dir)
-        h, w = state["video_height"], state["video_width"]
-    else:
-        files = sorted(os.path.join(frames_dir, f) for f in os.listdir(frames_dir))
-        src = FrameSource.from_paths(files)
-        h, w = src.height, src.width
-        state = new_inference_state(pred, src.bind(pred.image_size), h, w, FeatureCache(cache_mb))
-    mask = np.zeros((h, w), bool); mask[h // 3: h // 2, w // 3: w // 2] = True
-    pred.add_new_mask(state, frame_idx=0, obj_id=0, mask=mask)
-    for t, _, logits in pred.propagate_in_video(state, start_frame_idx=0, max_frame_num_to_track=n_track - 1):
-        pass
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps({"mode": mode, "model_rss_mb": model_rss / 2**20, "peak_rss_mb": peak / 2**20,
-                  "above_model_mb": (peak - model_rss) / 2**20, "seconds": time.perf_counter() - t0,
-                  "frames_tracked": t + 1}))
-"""
-
-
 def bench_long_video(args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         frames_dir = os.path.join(tmp, "frames")
@@ -371,8 +306,8 @@ def bench_long_video(args) -> dict:
             proc = subprocess.run(
                 [
                     sys.executable,
-                    "-c",
-                    LONG_CHILD,
+                    "-m",
+                    "refine.bench_long_video",
                     mode,
                     frames_dir,
                     str(args.image_size),
@@ -418,16 +353,29 @@ def main(argv=None) -> int:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--frames", "-T", type=int, default=None, help="frames (default 32; long: 1000)")
+    p.add_argument(
+        "--frames",
+        "-T",
+        type=int,
+        default=None,
+        help="frames (default 32; long: 1000; batch memory: 100)",
+    )
     p.add_argument("--expressions", "-E", type=int, default=8)
     p.add_argument("--model", default="tiny", choices=list(MODEL_SIZES))
-    p.add_argument("--image-size", type=int, default=None, help="default 256; long: 1024")
+    p.add_argument(
+        "--image-size", type=int, default=None, help="default 256; long: 1024; batch memory: 128"
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", default="auto")
     p.add_argument("--height", type=int, default=480)
     p.add_argument("--width", type=int, default=854)
     p.add_argument("--cache-mb", type=float, default=4096.0)
     p.add_argument("--long-video", action="store_true", help="the long-video memory benchmark")
+    p.add_argument(
+        "--batch-memory",
+        action="store_true",
+        help="peak memory of a batch run against the number of expressions",
+    )
     p.add_argument("--track-frames", type=int, default=20, help="long: frames to propagate")
     p.add_argument(
         "--repeat",
@@ -436,12 +384,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="run both schedules this many times, alternating, and report each one's fastest",
     )
     p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    bench_batch_memory.add_arguments(p)
 
 
 def run(args) -> int:
     if args.repeat < 1:
         raise InputError(f"--repeat must be at least 1, got {args.repeat}")
-    if args.long_video:
+    if args.long_video and args.batch_memory:
+        raise InputError("choose one of --long-video and --batch-memory")
+    if args.batch_memory:
+        unknown = set(args.schedules) - set(bench_batch_memory.MODES)
+        if unknown:
+            raise InputError(
+                f"--schedules: {sorted(unknown)} unknown; choose from {list(bench_batch_memory.MODES)}"
+            )
+        args.frames = args.frames or 100
+        args.image_size = args.image_size or 128
+        result = bench_batch_memory.bench_batch_memory(args)
+        print(bench_batch_memory.format_table(result))
+    elif args.long_video:
         args.frames = args.frames or 1000
         args.image_size = args.image_size or 1024
         result = bench_long_video(args)

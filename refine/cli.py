@@ -49,6 +49,11 @@ def _add_run(sub) -> None:
     p.add_argument("--prompt", default="mask", choices=PROMPT_KINDS)
     p.add_argument("--resume", action="store_true", help="skip expressions already complete")
     p.add_argument(
+        "--resume-any",
+        action="store_true",
+        help="like --resume, also keeping outputs made with other settings (precision, model, …)",
+    )
+    p.add_argument(
         "--eval",
         action="store_true",
         help="score stage-1, SAM2 and fused masks against the data set's mask_dict.json",
@@ -117,7 +122,8 @@ def cmd_run(args) -> int:
         spec,
         params,
         precision=args.precision,
-        resume=args.resume,
+        resume=args.resume or args.resume_any,
+        resume_any=args.resume_any,
         cache_mb=args.cache_mb,
         offload_cache=args.offload_cache,
         schedule=args.schedule,

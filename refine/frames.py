@@ -40,7 +40,7 @@ class FrameSource:
         self.height = height
         self.width = width
         self.decode_count = 0
-        # feature caches of this video, one per model (filled by refine.propagation)
+        # feature caches of this video, one per (model, precision) (filled by refine.propagation)
         self.caches: dict[object, object] = {}
 
     @classmethod

@@ -43,6 +43,11 @@ def bbox_areas(masks: np.ndarray) -> np.ndarray:
     return np.where(present, (rmax - rmin) * (cmax - cmin), 0).astype(np.int64)
 
 
+def bbox_area(mask: np.ndarray) -> int:
+    """Bounding-box area of one frame's mask [H, W] (see :func:`bbox_areas`)."""
+    return int(bbox_areas(np.asarray(mask)[None])[0])
+
+
 @dataclass(frozen=True)
 class FusionDecision:
     """Per-frame areas [T] and the vote: valid / shrunk frame counts and the branch."""
@@ -100,5 +105,6 @@ def fuse(
 
 
 def apply_decision(stage1: np.ndarray, sam2: np.ndarray, decision: FusionDecision) -> np.ndarray:
-    """sam2 ∪ stage1 if the decision is multi, else sam2: [T, H, W] bool."""
+    """The fusion rule, the one place it is written: sam2 ∪ stage1 if the decision is
+    multi, else sam2. Any shape, e.g. a clip [T, H, W] or one frame [H, W] bool."""
     return (sam2 | stage1) if decision.multi else sam2.copy()

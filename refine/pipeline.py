@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 
 from refine.errors import InputError
+from refine.expression_result import ExpressionResult
 from refine.frames import FrameSource
-from refine.fusion import DEFAULT_AREA_RATIO, DEFAULT_VOTE, FusionDecision, as_fraction, fuse
+from refine.fusion import DEFAULT_AREA_RATIO, DEFAULT_VOTE, as_fraction
 from refine.prompts import DEFAULT_NUM_POINTS, PROMPT_KINDS, Prompt, build_prompts
 from refine.propagation import Propagator
+from refine.rle_masks import RleMasks
 from refine.selection import DEFAULT_THRESHOLD, prompt_frames, select_queries
 from refine.stage1 import ExpressionStage1, VideoStage1
 from refine.upsample import upsample_masks
@@ -48,44 +51,6 @@ class RefineParams:
             "prompt": self.prompt,
             "points_seed": self.points_seed,
             "num_points": self.num_points,
-        }
-
-
-@dataclass
-class ExpressionResult:
-    """Everything one expression produced.
-
-    kept: [K] kept query indices; prompt_frames: [K]; prompts: K prompts;
-    stage1 / sam2 / fused: [T, H, W] bool unions; sam2_objects: [T, K, H, W] bool.
-    """
-
-    exp_id: str
-    sentence: str | None
-    kept: np.ndarray
-    prompt_frames: np.ndarray
-    stage1: np.ndarray
-    sam2: np.ndarray
-    fused: np.ndarray
-    decision: FusionDecision
-    sam2_objects: np.ndarray | None = None
-    prompts: list[Prompt] = field(default_factory=list)
-
-    def refuse(self, area_ratio: float | str | Fraction, vote: float | str | Fraction) -> None:
-        """Re-run only the fusion with new ρ and v (SAM2 masks are reused)."""
-        self.fused, self.decision = fuse(self.stage1, self.sam2, area_ratio, vote)
-
-    def diagnostics(self) -> dict:
-        """JSON-ready fusion diagnostics."""
-        d = self.decision
-        return {
-            "kept_queries": self.kept.tolist(),
-            "prompt_frames": self.prompt_frames.tolist(),
-            "area_stage1": d.area_stage1.tolist(),
-            "area_sam2": d.area_sam2.tolist(),
-            "valid": d.valid,
-            "shrunk": d.shrunk,
-            "multi": d.multi,
-            "decision": d.describe(),
         }
 
 
@@ -141,30 +106,39 @@ def prepare_expression(
     return PreparedExpression(exp_id, exp, kept, frames_k, prompts)
 
 
-def _finish(
+def finish_expression(
     prep: PreparedExpression,
-    sam2_objects: np.ndarray | None,
+    objects: RleMasks | np.ndarray | None,
     shape: tuple[int, int, int],
     params: RefineParams,
 ) -> ExpressionResult:
+    """Stage-1 unions, the fusion vote and the result of one tracked expression.
+
+    objects: SAM2's masks [T, K, H, W] (RleMasks or bool array; None: not tracked, empty).
+    The stage-1 masks are read once (one npz member) and upsampled a frame at a time.
+    """
     t, h, w = shape
-    if sam2_objects is None:
-        stage1 = np.zeros(shape, dtype=bool)
-        sam2_objects = np.zeros((t, 0, h, w), dtype=bool)
+    kept = prep.kept
+    objects = RleMasks(t, len(kept), h, w) if objects is None else RleMasks.of(objects)
+    if len(kept) == 0:
+        logits = None
     else:
-        stage1 = upsample_masks(prep.exp.masks[:, prep.kept], (h, w)).any(axis=1)
-    sam2 = sam2_objects.any(axis=1)
-    fused, decision = fuse(stage1, sam2, params.area_ratio, params.vote)
-    return ExpressionResult(
+        logits = prep.exp.masks[:, kept]  # [T, K, h, w], the expression's only full read
+
+    def stage1_frame(i: int) -> np.ndarray:
+        if logits is None:
+            return np.zeros((h, w), dtype=bool)
+        return upsample_masks(logits[i : i + 1], (h, w))[0].any(axis=0)
+
+    return ExpressionResult.from_masks(
         prep.exp_id,
         prep.exp.sentence,
-        prep.kept,
+        kept,
         prep.frames,
-        stage1,
-        sam2,
-        fused,
-        decision,
-        sam2_objects,
+        stage1_frame,
+        objects,
+        params.area_ratio,
+        params.vote,
         prep.prompts,
     )
 
@@ -182,26 +156,37 @@ def refine_expression(
         frames,
         VideoStage1((frames.height, frames.width), [], {exp_id: exp}),
         propagator,
-        params,
+        params=params,
         progress=progress and (lambda _e, d, n: progress(d, n)),
     )
     return result
 
 
 def refine_video(
+    frames: FrameSource, stage1: VideoStage1, propagator: Propagator, **options: Any
+) -> list[ExpressionResult]:
+    """All results of :func:`iter_refine_video` as a list (``options``: its ``params``,
+    ``exp_ids``, ``progress``)."""
+    return list(iter_refine_video(frames, stage1, propagator, **options))
+
+
+def iter_refine_video(
     frames: FrameSource,
     stage1: VideoStage1,
     propagator: Propagator,
     params: RefineParams = RefineParams(),
     exp_ids: Iterable[str] | None = None,
     progress: ProgressFn | None = None,
-) -> list[ExpressionResult]:
-    """Results for each expression of ``stage1`` (or ``exp_ids``), in that order.
+) -> Iterator[ExpressionResult]:
+    """Yield the result of each expression of ``stage1`` (or ``exp_ids``), in that order,
+    as soon as it is known.
 
     All expressions with kept queries go to the propagator in one call, so that SAM2
     can share each frame's features between them. Expressions with no kept query are
     not tracked: their output is empty. ``progress(label, frames_done, frames_total)``
-    is called as SAM2 tracks.
+    is called as SAM2 tracks. Results hold their masks run-length encoded; a caller that
+    drops each result before taking the next holds one expression's stage-1 logits at
+    a time, whatever the number of expressions.
     """
     ids = list(stage1.expressions) if exp_ids is None else list(exp_ids)
     for exp_id in ids:
@@ -209,13 +194,8 @@ def refine_video(
             raise InputError(f"expression {exp_id!r} is not in the stage-1 results")
     size = (frames.height, frames.width)
     prepared = [prepare_expression(e, stage1.expressions[e], size, params) for e in ids]
-    to_track = [p for p in prepared if p.prompts]
     cb = None if progress is None else (lambda d, n: progress("SAM2", d, n))
-    tracked = dict(
-        zip(
-            (p.exp_id for p in to_track),
-            propagator.track(frames, [p.prompts for p in to_track], cb),
-        )
-    )
+    tracked = propagator.track(frames, [p.prompts for p in prepared if p.prompts], cb)
     shape = (len(frames), *size)
-    return [_finish(p, tracked.get(p.exp_id), shape, params) for p in prepared]
+    for p in prepared:
+        yield finish_expression(p, next(tracked) if p.prompts else None, shape, params)

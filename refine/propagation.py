@@ -16,6 +16,7 @@ from refine.feature_cache import DEFAULT_CACHE_MB, FeatureCache
 from refine.frames import FrameSource
 from refine.models import ModelSpec, get_predictor
 from refine.prompts import Prompt
+from refine.rle_masks import RleMasks
 
 ProgressFn = Callable[[int, int], None]
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
@@ -32,7 +33,8 @@ class Propagator(Protocol):
         progress: ProgressFn | None = None,
     ) -> Iterator[np.ndarray]:
         """For each prompt set (one expression, K ≥ 1 prompts, obj_id = 0..K-1), yield its
-        masks [T, K, H, W] bool, in the order of ``prompt_sets``."""
+        masks [T, K, H, W] bool (an array or :class:`~refine.rle_masks.RleMasks`), in the
+        order of ``prompt_sets``."""
         ...
 
 
@@ -53,7 +55,7 @@ class _Run:
     def __init__(self, predictor, state: dict, prompts: Sequence[Prompt], shape) -> None:
         self.state = state
         self.start = min(p.frame for p in prompts)
-        self.out = np.zeros(shape, dtype=bool)
+        self.out = RleMasks(*shape)  # [T, K, H, W], run-length encoded as frames arrive
         self.gen = None
         self.predictor = predictor
 
@@ -65,7 +67,7 @@ class _Run:
         frame, _, logits = next(self.gen)
         if frame != t:
             raise RuntimeError(f"SAM2 yielded frame {frame} where {t} was expected")
-        self.out[t] = (logits[:, 0] > 0).cpu().numpy()
+        self.out[t] = masks_from_logits(logits)
 
     def finish_pass(self) -> None:
         if self.gen is not None:
@@ -86,7 +88,8 @@ class Sam2Propagator:
     """SAM2 video propagation, one inference state per expression holding all its objects.
 
     Frame features live in a bounded :class:`FeatureCache` held by the video's
-    FrameSource (one per model) and are reused by every expression and both directions.
+    FrameSource (one per model and precision) and are reused by every expression and both
+    directions.
 
     ``schedule="lockstep"`` (default) runs all prompt sets of a call together: one forward
     sweep over the frames, then one reverse sweep, every expression taking its step on a
@@ -124,7 +127,8 @@ class Sam2Propagator:
         """Image-encoder calls made by this process's predictor so far."""
         return self.predictor.refine_encoder_calls
 
-    def _autocast(self):
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The autocast context SAM2 runs under at this propagator's precision."""
         import torch
 
         if self.precision == "fp32":
@@ -139,10 +143,12 @@ class Sam2Propagator:
         return max(p.num_maskmem, p.max_obj_ptrs_in_encoder) + 1
 
     def feature_cache(self, frames: FrameSource) -> FeatureCache:
-        cache = frames.caches.get(self.spec)
+        """The video's cache for this model at this precision (features differ by both)."""
+        key = (self.spec, self.precision)
+        cache = frames.caches.get(key)
         if cache is None:
             cache = FeatureCache(self.cache_mb, self.offload_cache, self.spec.device)
-            frames.caches[self.spec] = cache
+            frames.caches[key] = cache
         self.last_cache = cache
         return cache
 
@@ -172,7 +178,7 @@ class Sam2Propagator:
         window = self._window()
         total = sum(frames_to_track(n, ps) for ps in prompt_sets)
         done = 0
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode(), self.autocast():
             runs = []
             for ps in prompt_sets:
                 state = new_inference_state(predictor, images, frames.height, frames.width, cache)
@@ -198,6 +204,11 @@ class Sam2Propagator:
         for r in runs:
             r.state = None
             yield r.out
+
+
+def masks_from_logits(logits) -> np.ndarray:
+    """SAM2's video-resolution logits [K, 1, H, W] (torch) → masks [K, H, W] bool (> 0)."""
+    return (logits[:, 0] > 0).cpu().numpy()
 
 
 def frames_to_track(num_frames: int, prompts: Sequence[Prompt]) -> int:

@@ -14,7 +14,7 @@ import os
 import zipfile
 import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -148,11 +148,14 @@ def _scalar_str(arr: np.ndarray, key: str, source: str) -> str:
     return str(arr)
 
 
-def load_stage1_npz(path: str, max_bytes: int | None = None) -> VideoStage1:
-    """Load ``<video>.npz`` in the safe format, validating everything.
+def load_stage1_npz(path: str, max_bytes: int | None = None, lazy: bool = False) -> VideoStage1:
+    """Load ``<video>.npz`` in the safe format (design §3), validating everything.
 
     ``max_bytes`` bounds the total uncompressed size, checked from the archive's
     directory before any array is read (a small file can unpack to gigabytes).
+    ``lazy``: each expression's masks, once validated, are let go and read again from
+    the file when indexed (:class:`~refine.npz_member.NpzMember`), so that memory holds
+    one expression's masks at a time.
     """
     if not os.path.isfile(path):
         raise InputError(f"{path}: stage-1 file does not exist")
@@ -224,6 +227,11 @@ def load_stage1_npz(path: str, max_bytes: int | None = None) -> VideoStage1:
             arrays = {p: _read_array(data, f"{exp_id}/{p}", path) for p in _PARTS}
             exp = ExpressionStage1(sentence=sentences.get(exp_id), **arrays)
             expressions[exp_id] = validate_expression(exp, len(frame_names), exp_id, path)
+            if lazy:
+                from refine.npz_member import NpzMember
+
+                m = NpzMember(path, f"{exp_id}/masks", exp.masks.shape, exp.masks.dtype)
+                expressions[exp_id] = replace(exp, masks=m)
     return VideoStage1((int(size[0]), int(size[1])), frame_names, expressions)
 
 
@@ -314,15 +322,16 @@ def load_video_stage1(
     frame_names: Sequence[str],
     video_size: tuple[int, int],
     sentences: Mapping[str, str] | None = None,
+    lazy: bool = False,
 ) -> tuple[str, VideoStage1]:
     """A video's stage-1 results: ``<stage1_dir>/<video>.npz`` (safe format) or, failing
     that, PNG masks ``<stage1_dir>/<video>/<exp_id>/<frame>.png``. Returns (source path,
-    results)."""
+    results); ``lazy`` as in :func:`load_stage1_npz`."""
     check_name(video, "video", stage1_dir)
     npz = os.path.join(stage1_dir, f"{video}.npz")
     png_dir = os.path.join(stage1_dir, video)
     if os.path.isfile(npz):
-        return npz, load_stage1_npz(npz)
+        return npz, load_stage1_npz(npz, lazy=lazy)
     if os.path.isdir(png_dir):
         return png_dir, load_stage1_png_dir(png_dir, frame_names, video_size, sentences)
     raise InputError(

@@ -56,3 +56,24 @@ def test_long_video_bench_runs_both_modes_in_subprocesses(tmp_path):
         assert "error" not in r[mode], r[mode]
         assert r[mode]["frames_tracked"] == 3
         assert r[mode]["peak_rss_mb"] > r[mode]["model_rss_mb"] > 0
+
+
+def test_batch_memory_bench_measures_each_run_in_a_child(tmp_path, capsys):
+    out = tmp_path / "batch.json"
+    modes = ["lockstep", "sequential", "challenge"]
+    args = ["--batch-memory", "-T", "4", "--height", "48", "--width", "64", "--image-size", "64"]
+    args += ["--expression-counts", "2", "--schedules", ",".join(modes), "--low-res", "12x16"]
+    assert bench.main([*args, "--json", str(out)]) == 0
+    (row,) = json.loads(out.read_text())["rows"]
+    for mode in modes:
+        assert "error" not in row[mode], row[mode]
+        assert row[mode]["peak_rss_gb"] >= row[mode]["model_rss_gb"] > 0
+    assert row["identical"] is True  # refine (both schedules) wrote the challenge's bytes
+    assert "masks identical" in capsys.readouterr().out
+
+
+def test_batch_memory_bench_rejects_an_unknown_schedule(capsys):
+    from refine.cli import main
+
+    assert main(["bench", "--batch-memory", "--schedules", "lockstep,fast"]) == 2
+    assert "['fast'] unknown" in capsys.readouterr().err

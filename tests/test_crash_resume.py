@@ -1,14 +1,12 @@
 """A run killed with SIGKILL and restarted with --resume ends byte-identical to a clean run."""
 
-import os
 import signal
 import subprocess
 import sys
-import time
 
 from tests.clips import run_args
 
-EXAMPLES = os.path.abspath("examples/data")
+EXAMPLES = "examples/data"
 
 
 def cmd(out, *extra):
@@ -27,14 +25,15 @@ def test_kill_minus_nine_then_resume_is_byte_identical(tmp_path):
     clean = tmp_path / "clean"
     assert subprocess.run(cmd(clean), capture_output=True).returncode == 0
     out = tmp_path / "killed"
-    proc = subprocess.Popen(cmd(out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    first = out / ".refine" / "ball" / "1.json"  # "ball" is processed before "birds"
-    deadline = time.time() + 300
-    while not first.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    # killed right after its 2nd marker: "ball" (2 expressions, processed first) is
+    # complete, "birds" not begun — every time, not as a race would have it
+    killed = subprocess.run(
+        [sys.executable, "-m", "tests.kill_after_markers", "2", *run_args(EXAMPLES, out)],
+        capture_output=True,
+        text=True,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert sorted(p.name for p in (out / ".refine" / "ball").iterdir()) == ["0.json", "1.json"]
     assert not (out / ".refine" / "birds").exists()
     resumed = subprocess.run(cmd(out, "--resume"), capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr

@@ -1,5 +1,6 @@
 """SAM2 engine: state layout, preprocessing, the shared feature cache (random tiny SAM2, CPU)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -10,11 +11,13 @@ import torch
 
 from refine.dataset import MevisDataset
 from refine.feature_cache import FeatureCache
+from refine.frames import FrameSource
 from refine.models import ModelSpec, get_predictor
 from refine.pipeline import refine_video
 from refine.propagation import Sam2Propagator
 from refine.sam2_patches import CACHE_KEY, new_inference_state
-from refine.stage1 import load_stage1_npz
+from refine.stage1 import ExpressionStage1, load_stage1_npz
+from refine.synthetic import textured_frames
 from tests.clips import run_args
 
 EXAMPLES = os.path.abspath("examples/data")
@@ -164,3 +167,58 @@ def test_lockstep_with_pruning_and_a_tiny_cache_matches_sequential(long_clip):
         for o in s["output_dict_per_obj"].values()
     ]
     assert kept and max(kept) <= 2 * 17 + 1
+
+
+def test_feature_cache_is_kept_per_precision():
+    """A FrameSource reused at another precision must not serve the first one's features."""
+    from refine.prompts import Prompt
+
+    frames = FrameSource.from_arrays(textured_frames(3, 32, 40))
+    mask = np.zeros((32, 40), bool)
+    mask[8:20, 10:30] = True
+    prompts = [[Prompt(0, 0, mask=mask)]]
+    fp32 = Sam2Propagator(SPEC, "fp32", cache_mb=None)
+    list(fp32.track(frames, prompts))
+    bf16 = Sam2Propagator(SPEC, "bf16", cache_mb=None)
+    before = bf16.encoder_calls
+    list(bf16.track(frames, prompts))
+    assert bf16.encoder_calls - before == 3  # its own features, encoded under bf16
+    assert fp32.feature_cache(frames) is not bf16.feature_cache(frames)
+
+
+def _two_apart_queries(t: int) -> ExpressionStage1:
+    """Two queries far apart (top-left, bottom-right discs at 12x16), peaking on frames 0
+    and 3: each prompt frame's stage-1 union spans both, SAM2's only the prompted one."""
+    yy, xx = np.mgrid[:12, :16]
+    a = 2.5 - np.hypot(yy - 2, xx - 3)
+    b = 2.5 - np.hypot(yy - 9, xx - 12)
+    masks = np.broadcast_to(np.stack([a, b])[None], (t, 2, 12, 16)).astype(np.float32)
+    scores = np.full((t, 2), 0.5, np.float32)
+    scores[0, 0] = scores[3, 1] = 0.9
+    return ExpressionStage1(scores, np.full((t, 2, 4), 0.2, np.float32), masks)
+
+
+def test_union_branch_end_to_end_with_real_sam2(tmp_path):
+    """Random-weight SAM2 (seed 6, 64 px) loses tracked objects on unprompted frames, so
+    only the prompt frames are comparable, and on both SAM2 holds one of two objects:
+    shrunk on 2 of 2 frames → multi → the written masks are SAM2 ∪ stage 1."""
+    from refine.batch import BatchConfig, marker_path, run_batch
+    from refine.mask_io import read_mask_png
+    from tests.clips import write_clip
+
+    t = 6
+    root = str(tmp_path / "data")
+    write_clip(root, "v", textured_frames(t, 48, 64), {"0": _two_apart_queries(t)})
+    spec = ModelSpec("tiny", "cpu", random_weights=True, seed=6, image_size=64)
+    stage1 = load_stage1_npz(f"{root}/stage1/v.npz")
+    (r,) = refine_video(MevisDataset(root).video("v").frame_source(), stage1, Sam2Propagator(spec))
+    assert r.decision.multi and r.decision.valid == 2 and r.decision.shrunk == 2
+    np.testing.assert_array_equal(r.fused, r.sam2 | r.stage1)
+    assert (r.fused != r.sam2).any()  # the union adds the lost object
+    cfg = BatchConfig(root, f"{root}/stage1", str(tmp_path / "out"), spec)
+    (report,) = run_batch(cfg, None, ["cpu"], Sam2Propagator(spec))
+    assert report.written == ["0"]
+    with open(marker_path(cfg.out, "v", "0")) as f:
+        assert json.load(f)["multi"] is True
+    for i in range(t):
+        np.testing.assert_array_equal(read_mask_png(f"{cfg.out}/v/0/{i:05d}.png"), r.fused[i])

@@ -35,3 +35,20 @@ def test_prompt_frame_is_first_maximum():
     s = np.array([[0.1, 0.9, 0.5], [0.8, 0.9, 0.2], [0.8, 0.3, 0.5]], np.float32)
     assert prompt_frames(s, np.array([0, 1, 2])).tolist() == [1, 0, 0]
     assert prompt_frames(s, np.array([2])).tolist() == [0]
+
+
+def test_a_query_whose_average_equals_the_threshold_in_float32_is_dropped():
+    thr = 0.275
+    t32 = np.float32(thr)
+    s = t32
+    for _ in range(200):  # walk up from θ until the average lands exactly on θ in float32
+        s = np.nextafter(s, np.float32(1))
+        if average_confident_scores(np.array([[s]], np.float32), thr)[0] == t32:
+            break
+    else:
+        raise AssertionError("no float32 score averages to exactly θ")
+    assert select_queries(np.array([[s]], np.float32), thr).tolist() == []  # strict >
+    above = s
+    while average_confident_scores(np.array([[above]], np.float32), thr)[0] <= t32:
+        above = np.nextafter(above, np.float32(1))
+    assert select_queries(np.array([[above]], np.float32), thr).tolist() == [0]
