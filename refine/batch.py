@@ -21,6 +21,7 @@ import numpy as np
 from refine.dataset import MevisDataset
 from refine.errors import InputError
 from refine.mask_io import write_expression_masks, write_text_atomic
+from refine.memory import SAM2_MEMORY, MemoryConfig
 from refine.models import ModelSpec
 from refine.names import check_name
 from refine.pipeline import RefineParams, check_video_matches, refine_video
@@ -46,6 +47,7 @@ class BatchConfig:
     offload_cache: bool = False
     schedule: str = "lockstep"
     evaluate: bool = False
+    memory: MemoryConfig = SAM2_MEMORY
 
     def settings(self) -> dict:
         """What determines the masks; a resumed run must match it."""
@@ -57,7 +59,12 @@ class BatchConfig:
             "seed": s.seed if s.random_weights else None,
             "image_size": s.image_size,
         }
-        return {"model": model, "precision": self.precision, **self.params.as_dict()}
+        return {
+            "model": model,
+            "precision": self.precision,
+            **self.params.as_dict(),
+            "memory": self.memory.as_dict(),
+        }
 
 
 @dataclass
@@ -176,7 +183,9 @@ def summarize_scores(out: str, videos: list[str]) -> dict:
 def make_propagator(cfg: BatchConfig):
     from refine.propagation import Sam2Propagator
 
-    return Sam2Propagator(cfg.spec, cfg.precision, cfg.cache_mb, cfg.offload_cache, cfg.schedule)
+    return Sam2Propagator(
+        cfg.spec, cfg.precision, cfg.cache_mb, cfg.offload_cache, cfg.schedule, cfg.memory
+    )
 
 
 def _run_videos(cfg: BatchConfig, propagator, position: int, next_video) -> list[VideoReport]:

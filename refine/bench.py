@@ -42,6 +42,7 @@ import psutil
 
 from refine.errors import InputError
 from refine.frames import FrameSource
+from refine.memory import SAM2_MEMORY, MemoryConfig, add_memory_arguments, memory_config
 from refine.models import MODEL_SIZES, ModelSpec
 from refine.pipeline import RefineParams, prepare_expression
 from refine.propagation import Sam2Propagator, add_prompt, frames_to_track
@@ -85,14 +86,21 @@ def make_inputs(root: str, t: int, e: int, h: int, w: int, seed: int):
     return names, exps
 
 
-def run_seed_schedule(predictor, frames_dir: str, prompt_sets, autocast) -> list[np.ndarray]:
-    """The challenge code's schedule: a fresh ``init_state`` per expression."""
+def run_seed_schedule(
+    predictor, frames_dir: str, prompt_sets, autocast, memory: MemoryConfig = SAM2_MEMORY
+) -> list[np.ndarray]:
+    """The challenge code's schedule: a fresh ``init_state`` per expression (tracking with
+    ``memory``, as ours does, so that the masks can be compared)."""
     import torch
+
+    from refine.samurai_sam2 import enable_samurai
 
     outs = []
     for prompts in prompt_sets:
         with torch.inference_mode(), autocast:
             state = predictor.init_state(video_path=frames_dir)
+            if memory.samurai:
+                enable_samurai(predictor, state, memory)
             for p in prompts:
                 add_prompt(predictor, state, p)
             n, h, w = state["num_frames"], state["video_height"], state["video_width"]
@@ -169,8 +177,13 @@ def bench_schedules(args) -> dict:
     spec = ModelSpec(
         args.model, args.device, random_weights=True, seed=0, image_size=args.image_size
     )
-    prop = Sam2Propagator(spec, args.precision, cache_mb=args.cache_mb)
+    memory = memory_config(args)
+    prop = Sam2Propagator(spec, args.precision, cache_mb=args.cache_mb, memory=memory)
     predictor = prop.predictor
+    if memory.samurai:  # before the timer wraps the predictor, so that its restore keeps it
+        from refine.samurai_sam2 import install_samurai
+
+        install_samurai(predictor)
     timer = ComponentTimer(predictor)
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -222,7 +235,9 @@ def _bench_schedules(args, prop: Sam2Propagator, timer: ComponentTimer, frames_d
 
     def seed_schedule() -> list[np.ndarray]:
         with _quiet_frame_loading():
-            return run_seed_schedule(predictor, frames_dir, prompt_sets, prop._autocast())
+            return run_seed_schedule(
+                predictor, frames_dir, prompt_sets, prop._autocast(), prop.memory
+            )
 
     def our_schedule() -> list[np.ndarray]:
         return list(prop.track(FrameSource.from_paths(paths), prompt_sets))
@@ -278,7 +293,7 @@ def _print_schedules(r: dict) -> None:
     print(
         f"synthetic video: T={c['frames']} frames {c['width']}x{c['height']}, E={c['expressions']} "
         f"expressions ({r['expressions_tracked']} tracked), SAM2 {c['model']} at {c['image_size']}, "
-        f"{c['device']}, random weights"
+        f"{c['device']}, random weights, {c['memory']} memory"
     )
     print(
         f"{'schedule':<10}{'wall s':>10}{'encoder calls':>16}{'encoder s':>12}"
@@ -410,12 +425,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="run both schedules this many times, alternating, and report each one's fastest",
     )
     p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    add_memory_arguments(p)
 
 
 def run(args) -> int:
     if args.repeat < 1:
         raise InputError(f"--repeat must be at least 1, got {args.repeat}")
     if args.long_video:
+        if memory_config(args).samurai:
+            raise InputError("--long-video measures SAM2's memory only; leave out --memory samurai")
         args.frames = args.frames or 1000
         args.image_size = args.image_size or 1024
         result = bench_long_video(args)

@@ -7,6 +7,7 @@ the challenge solution's ``sam2.1_hiera_l.yaml`` (a SAMURAI fork).
 
 from __future__ import annotations
 
+import argparse
 import math
 from dataclasses import asdict, dataclass, fields
 
@@ -106,9 +107,32 @@ class MemoryConfig:
         return asdict(self) if self.samurai else {"mode": self.mode}
 
 
-def memory_from_args(mode: str, values: dict[str, float | int | None]) -> MemoryConfig:
-    """A MemoryConfig from command-line values (``None`` = not given → default)."""
-    return MemoryConfig(mode, **{k: v for k, v in values.items() if v is not None})
+def add_memory_arguments(p: argparse.ArgumentParser) -> None:
+    """``--memory`` and the SAMURAI settings (read back with :func:`memory_config`)."""
+    g = p.add_argument_group("tracking memory")
+    g.add_argument(
+        "--memory",
+        default="sam2",
+        choices=MEMORY_MODES,
+        help="sam2: SAM2.1's memory of the last frames (default); samurai: SAMURAI's "
+        "motion-aware memory (Kalman-filter mask choice and memory selection)",
+    )
+    defaults = MemoryConfig("samurai")
+    for name, (flag, text) in SAMURAI_FLAGS.items():
+        kind = int if name == "stable_frames" else float
+        g.add_argument(
+            flag,
+            dest=name,
+            type=kind,
+            default=None,
+            help=f"{text} (default {getattr(defaults, name)})",
+        )
+
+
+def memory_config(args: argparse.Namespace) -> MemoryConfig:
+    """The MemoryConfig of parsed ``add_memory_arguments`` flags (InputError if invalid)."""
+    values = {name: getattr(args, name) for name in SAMURAI_FLAGS}
+    return MemoryConfig(args.memory, **{k: v for k, v in values.items() if v is not None})
 
 
 SAM2_MEMORY = MemoryConfig()
