@@ -21,7 +21,8 @@ How refine differs from the reference code (yangchris11/samurai), and why:
   frame (the reference's loop stops before frames 0 and 1);
 * boxes span pixel extents (x2 = last column + 1), so a one-pixel mask has a box of height
   1; an empty mask gives no box: it cannot start or update a filter (restart instead) and
-  its box IoU is 0 (the reference divides by a zero height);
+  its box IoU is 0 (the reference counts a zero height as 1 and starts or updates the
+  filter with an empty mask's box [0, 0, 0, 0]);
 * the weighted score is computed in float64 (the reference: float32 tensors).
 """
 

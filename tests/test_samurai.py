@@ -2,6 +2,7 @@
 more than twice SAM2's 7-frame memory window)."""
 
 import dataclasses
+import json
 import math
 import os
 import pickle
@@ -164,3 +165,17 @@ def test_memory_flags(tmp_path, capsys):
     bad = run_args(tmp_path, tmp_path, "--memory", "samurai", "--samurai-kf-weight", "2")
     assert cli.main(bad) == 2
     assert "--samurai-kf-weight must lie in [0, 1], got 2.0" in capsys.readouterr().err
+
+
+def test_bench_with_the_samurai_memory(tmp_path, capsys):
+    from refine import bench
+
+    out = tmp_path / "bench.json"
+    args = ["-T", "4", "-E", "2", "--image-size", "64", "--height", "48", "--width", "64"]
+    assert bench.main([*args, "--memory", "samurai", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["masks_identical"] is True  # per-expression init_state and lockstep agree
+    assert r["ours"]["encoder_calls"] == 4
+    assert "samurai memory" in capsys.readouterr().out
+    assert cli.main(["bench", "--long-video", "--memory", "samurai"]) == 2
+    assert "--long-video measures SAM2's memory only" in capsys.readouterr().err
