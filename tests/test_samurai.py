@@ -64,58 +64,79 @@ def test_samurai_with_every_rule_off_writes_sam2s_masks(tmp_path):
 
 @pytest.fixture(scope="module")
 def mid_clip(tmp_path_factory):
-    """Expression "a": two objects prompted on frame 6 (forward and reverse passes);
-    "b": one object prompted on frame 11."""
-    root = _clip(tmp_path_factory.mktemp("mid"), {"a": [(6, 0.9), (6, 0.85)], "b": [(11, 0.9)]}, 2)
+    """10 frames. Expression "a": two objects prompted on frame 4 (forward and reverse
+    passes); "b": one object prompted on frame 7."""
+    rng = np.random.default_rng(2)
+    exps = {k: random_expression(rng, 10, 3, (12, 16), p)
+            for k, p in {"a": [(4, 0.9), (4, 0.85)], "b": [(7, 0.9)]}.items()}  # fmt: skip
+    root = str(tmp_path_factory.mktemp("mid"))
+    write_clip(root, "v", textured_frames(10, 48, 64, seed=2), exps)
     info = MevisDataset(root).video("v")
-    from refine.stage1 import load_stage1_npz
-
-    s1 = load_stage1_npz(os.path.join(root, "stage1", "v.npz"))
-    size = (info.frame_source().height, info.frame_source().width)
-    prompt_sets = [
-        prepare_expression(k, e, size, RefineParams()).prompts for k, e in s1.expressions.items()
-    ]
+    size = (48, 64)
+    prompt_sets = [prepare_expression(k, e, size, RefineParams()).prompts for k, e in exps.items()]
     assert [len(ps) for ps in prompt_sets] == [2, 1]
-    assert {p.frame for p in prompt_sets[0]} == {6}
+    assert {p.frame for p in prompt_sets[0]} == {4}
     return info, prompt_sets
 
 
 def _track(info, prompt_sets, memory, schedule="lockstep"):
+    """Masks per prompt set, encoder calls, and the SAMURAI states made on the way."""
+    from refine import samurai_sam2
+
+    states = []
+    enable = samurai_sam2.enable_samurai
+
+    def spy(predictor, state, cfg):
+        enable(predictor, state, cfg)
+        states.append(state[STATE_KEY])
+
     prop = Sam2Propagator(SPEC, "fp32", cache_mb=None, schedule=schedule, memory=memory)
     before = prop.encoder_calls
-    masks = list(prop.track(info.frame_source(), prompt_sets))
-    return masks, prop.encoder_calls - before
+    samurai_sam2.enable_samurai = spy
+    try:
+        masks = list(prop.track(info.frame_source(), prompt_sets))
+    finally:
+        samurai_sam2.enable_samurai = enable
+    return masks, prop.encoder_calls - before, states
 
 
-@pytest.mark.parametrize("memory", [MemoryConfig("samurai"), ACTIVE], ids=["defaults", "active"])
-def test_samurai_is_deterministic_schedule_free_and_per_object(mid_clip, memory):
+@pytest.fixture(
+    scope="module", params=[MemoryConfig("samurai"), ACTIVE], ids=["defaults", "active"]
+)
+def runs(request, mid_clip):
+    """Lockstep, sequential and object-by-object runs of the clip with one memory."""
     info, prompt_sets = mid_clip
-    lock, calls = _track(info, prompt_sets, memory)
-    assert calls == T  # one encoder call per frame, shared by both expressions and passes
-    again, _ = _track(info, prompt_sets, memory)
-    seq, _ = _track(info, prompt_sets, memory, "sequential")
-    for a, b, c in zip(lock, again, seq):
-        np.testing.assert_array_equal(a, b)
-        np.testing.assert_array_equal(a, c)
     alone = [[dataclasses.replace(p, obj_id=0)] for p in prompt_sets[0]]
-    for k, masks in enumerate(_track(info, alone, memory)[0]):
+    return {
+        "memory": request.param,
+        "lockstep": _track(info, prompt_sets, request.param),
+        "sequential": _track(info, prompt_sets, request.param, "sequential"),
+        "alone": _track(info, alone, request.param),
+    }
+
+
+def test_samurai_is_deterministic_and_schedule_free_with_one_encoder_call_per_frame(runs):
+    (lock, calls, states), (seq, _, _) = runs["lockstep"], runs["sequential"]
+    assert calls == 10  # one encoder call per frame, shared by both expressions and passes
+    assert len(states) == 2  # one SAMURAI state per expression
+    for a, b in zip(lock, seq):  # independent runs, same process
+        np.testing.assert_array_equal(a, b)
+
+
+def test_samurai_tracks_each_object_as_if_alone(runs):
+    lock, alone = runs["lockstep"][0], runs["alone"][0]
+    for k, masks in enumerate(alone):
         np.testing.assert_array_equal(masks[:, 0], lock[0][:, k])
 
 
-def test_active_rules_change_what_sam2_tracks(mid_clip, monkeypatch):
-    from refine import samurai_sam2
-
-    info, prompt_sets = mid_clip
-    states = []
-    enable = samurai_sam2.enable_samurai
-    monkeypatch.setattr(
-        samurai_sam2, "enable_samurai", lambda p, s, c: (enable(p, s, c), states.append(s))
-    )
-    samurai, _ = _track(info, prompt_sets, ACTIVE)
-    sam2, _ = _track(info, prompt_sets, MemoryConfig())
-    scores = [s for st in states for obj in st[STATE_KEY].scores.values() for s in obj.values()]
+def test_active_rules_change_what_sam2_tracks(runs, mid_clip):
+    if runs["memory"] != ACTIVE:
+        pytest.skip("the default settings wait 15 frames before the filter takes part")
+    samurai, _, states = runs["lockstep"]
+    scores = [s for st in states for obj in st.scores.values() for s in obj.values()]
     assert any(s.kf_score is not None for s in scores)  # the Kalman filter took part
     assert any(not s.enters_memory(ACTIVE) for s in scores)  # some frames left out of memory
+    sam2, _, _ = _track(*mid_clip, MemoryConfig())
     assert any(not np.array_equal(a, b) for a, b in zip(samurai, sam2))
 
 
