@@ -75,14 +75,16 @@ class _Run:
         self.gen = None
 
     def prune(self, t: int, reverse: bool, window: int) -> None:
-        """Drop outputs SAM2 will never read again (see Sam2Propagator)."""
+        """Drop outputs SAM2 will never read again (see Sam2Propagator): those ``window`` or
+        more frames behind ``t`` in tracking direction, except, in the forward pass, the
+        frames the reverse pass reads first, and those SAMURAI's selection can still read."""
         from refine.samurai_sam2 import protected_frames
 
         keep = protected_frames(self.predictor, self.state, t, reverse, self.start)
         for obj_idx, obj in self.state["output_dict_per_obj"].items():
             outputs = obj["non_cond_frame_outputs"]
             kept = keep.get(obj_idx, ())
-            for f in [f for f in outputs if (f > t + window if reverse else f < t - window)]:
+            for f in [f for f in outputs if (f >= t + window if reverse else f <= t - window)]:
                 reserved = not reverse and self.start <= f <= self.start + window
                 if not reserved and f not in kept:  # reserved: the reverse pass reads these
                     del outputs[f]

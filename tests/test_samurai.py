@@ -146,7 +146,7 @@ class _FakePredictor:
 
 
 def test_pruning_keeps_the_frames_samurai_can_still_select():
-    # frames 18..21 lie outside the window (17) of frame 39 and are not reserved for the
+    # frames 18..22 lie outside the window (17) of frame 39 and are not reserved for the
     # reverse pass (0..17); of them only 18 and 20 entered the memory, and frames 21..39
     # did not: the next frame's selection reads 39, 20, 18, … so 18 and 20 must stay
     cfg = MemoryConfig("samurai")
@@ -159,7 +159,29 @@ def test_pruning_keeps_the_frames_samurai_can_still_select():
             state[STATE_KEY] = SamuraiState(cfg, scores={0: scores})
         run = _Run(_FakePredictor(), state, [dataclasses.make_dataclass("P", ["frame"])(0)], (1,))
         run.prune(39, False, 17)
-        assert set(outputs) == set(range(1, 18)) | kept | set(range(22, 40))
+        assert set(outputs) == set(range(1, 18)) | kept | set(range(23, 40))
+
+
+def test_pruning_of_plain_sam2_states_is_unchanged():
+    # the rule before SAMURAI: drop frame t ∓ window unless the reverse pass reads it
+    def old_prune(outputs, t, reverse, window, start):
+        old = t + window if reverse else t - window
+        if reverse or not start <= old <= start + window:
+            outputs.pop(old, None)
+
+    n, start, window = 50, 5, 17
+    old, new = {}, {}
+    state = {"output_dict_per_obj": {0: {"non_cond_frame_outputs": new}}, "num_frames": n}
+    run = _Run(_FakePredictor(), state, [dataclasses.make_dataclass("P", ["frame"])(start)], (1,))
+    for reverse, order in ((False, range(start + 1, n)), (True, range(start, -1, -1))):
+        for t in order:
+            old[t] = new[t] = {}
+            old_prune(old, t, reverse, window, start)
+            run.prune(t, reverse, window)
+            if not reverse:
+                assert old.keys() == new.keys()
+            else:  # also drops the forward pass's last frames, which the reverse never reads
+                assert {f for f in old if t < f < t + window} <= new.keys() <= old.keys()
 
 
 def test_resume_refuses_another_memory_and_workers_get_it(tmp_path):
