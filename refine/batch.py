@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field, replace
 from refine.dataset import MevisDataset
 from refine.errors import InputError
 from refine.mask_io import write_expression_masks
+from refine.memory import SAM2_MEMORY, MemoryConfig
 from refine.models import ModelSpec
 from refine.names import check_name
 from refine.out_tree import write_text_in_tree
@@ -48,7 +49,7 @@ class BatchConfig:
     schedule: str = "lockstep"
     evaluate: bool = False
     resume_any: bool = False
-    memory: str = "sam2"
+    memory: MemoryConfig = SAM2_MEMORY
 
     def settings(self) -> dict:
         """What determines the masks; a resumed run must match it (JSON-ready)."""
@@ -65,7 +66,7 @@ class BatchConfig:
             "model": model,
             "precision": resolve_precision(self.precision, s.device),
             "device": s.device.split(":")[0],
-            "memory": self.memory,
+            "memory": self.memory.as_dict(),
             **self.params.as_dict(),
         }
 
@@ -222,7 +223,9 @@ def summarize_scores(out: str, videos: list[str]) -> dict:
 def make_propagator(cfg: BatchConfig):
     from refine.propagation import Sam2Propagator
 
-    return Sam2Propagator(cfg.spec, cfg.precision, cfg.cache_mb, cfg.offload_cache, cfg.schedule)
+    return Sam2Propagator(
+        cfg.spec, cfg.precision, cfg.cache_mb, cfg.offload_cache, cfg.schedule, cfg.memory
+    )
 
 
 def _run_videos(cfg: BatchConfig, propagator, position: int, next_video) -> list[VideoReport]:

@@ -43,6 +43,7 @@ from refine import bench_batch_memory
 from refine.challenge_schedule import quiet_frame_loading, run_seed_schedule
 from refine.errors import InputError
 from refine.frames import FrameSource
+from refine.memory import add_memory_arguments, memory_config
 from refine.models import MODEL_SIZES, ModelSpec
 from refine.pipeline import RefineParams, prepare_expression
 from refine.propagation import Sam2Propagator, frames_to_track
@@ -160,8 +161,13 @@ def bench_schedules(args) -> dict:
     spec = ModelSpec(
         args.model, args.device, random_weights=True, seed=0, image_size=args.image_size
     )
-    prop = Sam2Propagator(spec, args.precision, cache_mb=args.cache_mb)
+    memory = memory_config(args)
+    prop = Sam2Propagator(spec, args.precision, cache_mb=args.cache_mb, memory=memory)
     predictor = prop.predictor
+    if memory.samurai:  # before the timer wraps the predictor, so that its restore keeps it
+        from refine.samurai_sam2 import install_samurai
+
+        install_samurai(predictor)
     timer = ComponentTimer(predictor)
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -215,7 +221,9 @@ def _bench_schedules(args, prop: Sam2Propagator, timer: ComponentTimer, frames_d
 
     def seed_schedule() -> list[np.ndarray]:
         with quiet_frame_loading():
-            return run_seed_schedule(predictor, frames_dir, prompt_sets, prop.autocast())
+            return run_seed_schedule(
+                predictor, frames_dir, prompt_sets, prop.autocast(), prop.memory
+            )
 
     def our_schedule() -> list[np.ndarray]:
         return list(prop.track(FrameSource.from_paths(paths), prompt_sets))
@@ -271,7 +279,7 @@ def _print_schedules(r: dict) -> None:
     print(
         f"synthetic video: T={c['frames']} frames {c['width']}x{c['height']}, E={c['expressions']} "
         f"expressions ({r['expressions_tracked']} tracked), SAM2 {c['model']} at {c['image_size']}, "
-        f"{c['device']}, random weights"
+        f"{c['device']}, random weights, {c['memory']} memory"
     )
     print(
         f"{'schedule':<10}{'wall s':>10}{'encoder calls':>16}{'encoder s':>12}"
@@ -385,6 +393,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     bench_batch_memory.add_arguments(p)
+    add_memory_arguments(p)
 
 
 def run(args) -> int:
@@ -403,6 +412,8 @@ def run(args) -> int:
         result = bench_batch_memory.bench_batch_memory(args)
         print(bench_batch_memory.format_table(result))
     elif args.long_video:
+        if memory_config(args).samurai:
+            raise InputError("--long-video measures SAM2's memory only; leave out --memory samurai")
         args.frames = args.frames or 1000
         args.image_size = args.image_size or 1024
         result = bench_long_video(args)

@@ -8,17 +8,25 @@ import contextlib
 
 import numpy as np
 
+from refine.memory import SAM2_MEMORY, MemoryConfig
 from refine.propagation import add_prompt, masks_from_logits
 
 
-def run_seed_schedule(predictor, frames_dir: str, prompt_sets, autocast) -> list[np.ndarray]:
-    """The challenge code's schedule: a fresh ``init_state`` per expression."""
+def run_seed_schedule(
+    predictor, frames_dir: str, prompt_sets, autocast, memory: MemoryConfig = SAM2_MEMORY
+) -> list[np.ndarray]:
+    """The challenge code's schedule: a fresh ``init_state`` per expression (tracking with
+    ``memory``, as ours does, so that the masks can be compared)."""
     import torch
+
+    from refine.samurai_sam2 import enable_samurai
 
     outs = []
     for prompts in prompt_sets:
         with torch.inference_mode(), autocast:
             state = predictor.init_state(video_path=frames_dir)
+            if memory.samurai:
+                enable_samurai(predictor, state, memory)
             for p in prompts:
                 add_prompt(predictor, state, p)
             n, h, w = state["num_frames"], state["video_height"], state["video_width"]

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from refine.errors import InputError
+from refine.memory import add_memory_arguments, memory_config
 from refine.models import MODEL_SIZES, RANDOM_WEIGHTS_WARNING, ModelSpec
 from refine.names import check_device_name
 from refine.prompts import PROMPT_KINDS
@@ -70,6 +71,7 @@ def _add_run(sub) -> None:
         choices=SCHEDULES,
         help="lockstep: all expressions of a video share one sweep (default); sequential: one by one",
     )
+    add_memory_arguments(p)
     p.set_defaults(func=cmd_run)
 
 
@@ -128,6 +130,7 @@ def cmd_run(args) -> int:
         offload_cache=args.offload_cache,
         schedule=args.schedule,
         evaluate=args.eval,
+        memory=memory_config(args),
     )
     reports = run_batch(cfg, args.videos, devices)
     if args.eval:

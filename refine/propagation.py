@@ -14,6 +14,7 @@ import numpy as np
 from refine.errors import InputError
 from refine.feature_cache import DEFAULT_CACHE_MB, FeatureCache
 from refine.frames import FrameSource
+from refine.memory import SAM2_MEMORY, MemoryConfig
 from refine.models import ModelSpec, get_predictor
 from refine.prompts import Prompt
 from refine.rle_masks import RleMasks
@@ -76,12 +77,19 @@ class _Run:
         self.gen = None
 
     def prune(self, t: int, reverse: bool, window: int) -> None:
-        """Drop outputs SAM2 will never read again (see Sam2Propagator)."""
-        old = t + window if reverse else t - window
-        if not reverse and self.start <= old <= self.start + window:
-            return  # the reverse pass reads these
-        for obj in self.state["output_dict_per_obj"].values():
-            obj["non_cond_frame_outputs"].pop(old, None)
+        """Drop outputs SAM2 will never read again (see Sam2Propagator): those ``window`` or
+        more frames behind ``t`` in tracking direction, except, in the forward pass, the
+        frames the reverse pass reads first, and those SAMURAI's selection can still read."""
+        from refine.samurai_sam2 import protected_frames
+
+        keep = protected_frames(self.predictor, self.state, t, reverse, self.start)
+        for obj_idx, obj in self.state["output_dict_per_obj"].items():
+            outputs = obj["non_cond_frame_outputs"]
+            kept = keep.get(obj_idx, ())
+            for f in [f for f in outputs if (f >= t + window if reverse else f <= t - window)]:
+                reserved = not reverse and self.start <= f <= self.start + window
+                if not reserved and f not in kept:  # reserved: the reverse pass reads these
+                    del outputs[f]
 
 
 class Sam2Propagator:
@@ -99,6 +107,9 @@ class Sam2Propagator:
     ``num_maskmem - 1`` frames and object pointers ``max_obj_ptrs_in_encoder - 1``, plus
     the conditioning frames and the frames the reverse pass starts from. Masks are
     identical to running the expressions one after another (``"sequential"``).
+
+    ``memory`` chooses SAM2's memory or SAMURAI's motion-aware one (per state; pruning
+    then also keeps the frames SAMURAI's memory selection can still read).
     """
 
     def __init__(
@@ -108,6 +119,7 @@ class Sam2Propagator:
         cache_mb: float | None = DEFAULT_CACHE_MB,
         offload_cache: bool = False,
         schedule: str = "lockstep",
+        memory: MemoryConfig = SAM2_MEMORY,
     ) -> None:
         if schedule not in SCHEDULES:
             raise InputError(f"unknown schedule {schedule!r}; choose one of {list(SCHEDULES)}")
@@ -116,6 +128,7 @@ class Sam2Propagator:
         self.cache_mb = cache_mb
         self.offload_cache = offload_cache
         self.schedule = schedule
+        self.memory = memory
         self.last_cache: FeatureCache | None = None
 
     @property
@@ -181,7 +194,9 @@ class Sam2Propagator:
         with torch.inference_mode(), self.autocast():
             runs = []
             for ps in prompt_sets:
-                state = new_inference_state(predictor, images, frames.height, frames.width, cache)
+                state = new_inference_state(
+                    predictor, images, frames.height, frames.width, cache, self.memory
+                )
                 for p in ps:
                     add_prompt(predictor, state, p)
                 runs.append(_Run(predictor, state, ps, (n, len(ps), frames.height, frames.width)))

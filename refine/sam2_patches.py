@@ -20,6 +20,8 @@ from collections import OrderedDict
 
 import torch
 
+from refine.memory import MemoryConfig
+
 CACHE_KEY = "refine_feature_cache"
 
 
@@ -69,15 +71,18 @@ def quiet_tqdm(iterable, *args, **kwargs):
     return iterable
 
 
-def new_inference_state(predictor, images, height: int, width: int, cache=None) -> dict:
+def new_inference_state(
+    predictor, images, height: int, width: int, cache=None, memory: MemoryConfig | None = None
+) -> dict:
     """An inference state like ``predictor.init_state`` makes, over lazily built ``images``.
 
     ``images`` is indexable (``[t]`` → [3, S, S] float32) with ``len()``; nothing is
     decoded or encoded here. The keys are those of sam2 1.1.0's ``init_state``
-    (tests compare them).
+    (tests compare them), plus refine's feature cache and, with a samurai ``memory``,
+    SAMURAI's per-object state (:mod:`refine.samurai_sam2`).
     """
     device = predictor.device
-    return {
+    state = {
         "images": images,
         "num_frames": len(images),
         "offload_video_to_cpu": True,
@@ -98,3 +103,8 @@ def new_inference_state(predictor, images, height: int, width: int, cache=None) 
         "frames_tracked_per_obj": {},
         CACHE_KEY: cache,
     }
+    if memory is not None and memory.samurai:
+        from refine.samurai_sam2 import enable_samurai
+
+        enable_samurai(predictor, state, memory)
+    return state

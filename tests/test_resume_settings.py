@@ -10,6 +10,7 @@ import pytest
 
 from refine.batch import BatchConfig, is_complete, marker_path
 from refine.errors import InputError
+from refine.memory import MemoryConfig
 from refine.models import ModelSpec
 
 NAMES = ["00000", "00001"]
@@ -36,7 +37,7 @@ def test_settings_record_what_the_masks_depend_on(tmp_path):
     s = config(tmp_path, image_size=128).settings()
     assert s["precision"] == "fp32"  # "auto", resolved for the device
     assert s["device"] == "cpu"
-    assert s["memory"] == "sam2"
+    assert s["memory"] == {"mode": "sam2"}
     assert s["prompt"] == "mask" and s["model"]["image_size"] == 128
     assert json.loads(json.dumps(s)) == s
 
@@ -55,7 +56,7 @@ def test_auto_precision_on_cpu_then_cuda_is_refused(tmp_path):
 def test_other_memory_mode_is_refused(tmp_path):
     complete_output(config(tmp_path))
     with pytest.raises(InputError, match="memory"):
-        is_complete(replace(config(tmp_path), memory="samurai"), "v", "0", NAMES)
+        is_complete(replace(config(tmp_path), memory=MemoryConfig("samurai")), "v", "0", NAMES)
 
 
 def test_checkpoint_contents_are_hashed(tmp_path):
