@@ -1,0 +1,73 @@
+"""ZeroGPU: with a stub ``spaces`` package importable, the app's one GPU entry point is
+wrapped in ``spaces.GPU`` with a duration that grows with the frames, Run goes through the
+wrapper, and importing the app touches nothing CUDA-related (not even torch)."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+from tests.test_packaging import ROOT
+
+STUB = '''
+"""Stub of Hugging Face's `spaces`: GPU(duration=f) records (function, f(*args)) per call."""
+import sys
+
+TORCH_AT_IMPORT = "torch" in sys.modules
+calls = []
+
+
+def GPU(task=None, *, duration=None, size=None):
+    def wrap(fn):
+        def wrapped(*args, **kwargs):
+            calls.append((fn.__name__, duration(*args, **kwargs)))
+            return fn(*args, **kwargs)
+
+        wrapped.original = fn
+        return wrapped
+
+    return wrap(task) if callable(task) else wrap
+'''
+
+CHECK = """
+import sys
+
+import app  # the Space's app_file: everything the page needs at start
+import spaces
+
+assert not spaces.TORCH_AT_IMPORT, "torch was imported before spaces"
+assert "torch" not in sys.modules, "importing the app imported torch"
+import demo.gpu as gpu
+from demo.callbacks import Callbacks
+from demo.config import AppConfig
+
+assert gpu.track_expression.original.__name__ == "track_expression"
+cb = Callbacks(AppConfig(image_size=64))
+assert cb.track.func is gpu.track_expression  # the wrapped function is the tracker
+controls = ("tiny", "cpu", "random", "mask", 0.275)
+session = cb.open_example(None, "birds", "0", *controls)["session"]
+out = cb.run(session, "0", *controls, 2 / 3, 0.5, 0, progress=lambda *a, **k: None)
+assert out["img_sam2"] is not None and "Fusion:" in out["decision"]
+assert "Ran SAM2.1 tiny on cpu (RANDOM weights, input 64px)" in out["status"], out["status"]
+assert spaces.calls == [("track_expression", gpu.GPU_BASE_S + 12)], spaces.calls
+session.close()
+print("ok")
+"""
+
+
+def test_run_goes_through_spaces_gpu_and_import_stays_off_cuda(tmp_path):
+    (tmp_path / "spaces.py").write_text(textwrap.dedent(STUB))
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
+    out = subprocess.run(
+        [sys.executable, "-c", CHECK], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]
+
+
+def test_gpu_duration_grows_with_the_frames():
+    from demo.gpu import GPU_BASE_S, gpu_duration
+
+    assert gpu_duration(range(10)) == GPU_BASE_S + 10
+    assert gpu_duration(range(500), "0", None, None, None, None, cache_mb=1) > gpu_duration(
+        range(10)
+    )
