@@ -34,7 +34,8 @@ GRADIO_SERVER_NAME=127.0.0.1 GRADIO_SERVER_PORT=$PORT GRADIO_ANALYTICS_ENABLED=F
   "$V/python" app.py > "$WORK/app.log" 2>&1 &
 KILL_PIDS+=($!)
 echo "-- python app.py started (pid $!, log $WORK/app.log)"
-if ! step "client: open example, Run SAM2" "$V/python" scripts/space_client.py \
+if ! step "client: open example, Run SAM2" env PYTHONPATH="$WORK/src" \
+  "$V/python" scripts/space_client.py \
   "http://127.0.0.1:$PORT/" --hub-blocked; then
   echo "== app log (last 40 lines):"; tail -40 "$WORK/app.log"; exit 1
 fi

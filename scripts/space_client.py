@@ -80,9 +80,10 @@ def check_run(client: Client) -> None:
     missing = [k for k in FRAME_OUTPUTS if not (out[k] and os.path.isfile(out[k]))]
     if missing:
         raise SystemExit(f"overlays missing from /run: {missing}")
-    if "Fusion:" not in out["decision"]:
+    fusion = [line for line in out["decision"].splitlines() if "Fusion:" in line]
+    if not fusion:
         raise SystemExit(f"no fusion decision in /run: {out['decision']!r}")
-    print(f"   overlays: {', '.join(FRAME_OUTPUTS)}; decision: {out['decision'].splitlines()[0]}")
+    print(f"   overlays: {', '.join(FRAME_OUTPUTS)}; decision: {fusion[0]}")
 
 
 def main(argv: list[str] | None = None) -> int:
