@@ -71,3 +71,31 @@ def test_gpu_duration_grows_with_the_frames():
     assert gpu_duration(range(500), "0", None, None, None, None, cache_mb=1) > gpu_duration(
         range(10)
     )
+
+
+def test_space_check_relies_on_files_that_exist():
+    from demo.config import IMAGE_SIZE_ENV
+
+    script = (ROOT / "scripts/space_check.sh").read_text()
+    for name in (
+        "app.py",
+        "requirements.txt",
+        "scripts/check_lib.sh",
+        "scripts/space_client.py",
+        "examples/data/JPEGImages/birds",
+        "examples/data/stage1/birds.npz",
+    ):
+        assert (ROOT / name).exists(), name
+    for word in (IMAGE_SIZE_ENV, "GRADIO_SERVER_NAME", "GRADIO_SERVER_PORT", "HF_ENDPOINT"):
+        assert word in script, word
+    # the builder's own `pip install spaces` then changes nothing that the lock pinned
+    assert "\nspaces==" in (ROOT / "requirements.txt").read_text()
+    for sh in ("space_check.sh", "install_check.sh", "check_lib.sh", "setup.sh", "lock.sh"):
+        subprocess.run(["bash", "-n", str(ROOT / "scripts" / sh)], check=True)
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/space_client.py"), "--help"],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0 and "--hub-blocked" in out.stdout, out.stderr
