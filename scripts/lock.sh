@@ -7,6 +7,9 @@
 # Exact pins with sha256 hashes, resolved for Linux x86_64 / CPython 3.11 (CI, the Space).
 # pip-tools runs in a throwaway venv. Usage: bash scripts/lock.sh [--upgrade]
 # (without --upgrade, versions already in the lock files are kept where the ranges allow).
+# Where PyPI's JSON API cannot be reached (as on the project's build machine, whose PyPI
+# proxy serves only /simple), pip-tools downloads every file of every pinned version to hash
+# it: there this took 33 minutes and tens of GB of downloads; with the JSON API, about a minute.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -20,9 +23,7 @@ compile=("$tmp/venv/bin/pip-compile" --quiet --strip-extras --generate-hashes --
   "$@")
 export CUSTOM_COMPILE_COMMAND="bash scripts/lock.sh"
 "${compile[@]}" --extra app --extra space -o requirements.txt pyproject.toml
-# The dev lock is held to requirements.txt's versions through a copy without hashes: with
-# the hashes, pip-compile ran for over 20 minutes here, writing tens of GB (downloading files
-# to check them, it seems) before it was stopped.
+# The dev lock is held to requirements.txt's versions (its pins; a constraint needs no hashes).
 sed -n 's/^\([A-Za-z0-9][A-Za-z0-9._-]*==[^ ]*\).*/\1/p' requirements.txt > "$tmp/pins.txt"
 "${compile[@]}" --extra app --extra dev --constraint "$tmp/pins.txt" \
   -o requirements-dev.txt pyproject.toml
