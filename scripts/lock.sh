@@ -9,7 +9,7 @@
 # (without --upgrade, versions already in the lock files are kept where the ranges allow).
 # Where PyPI's JSON API cannot be reached (as on the project's build machine, whose PyPI
 # proxy serves only /simple), pip-tools downloads every file of every pinned version to hash
-# it: there this took 33 minutes and tens of GB of downloads; with the JSON API, about a minute.
+# it: there one run took 33 minutes and wrote tens of GB.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
