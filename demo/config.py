@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from refine.errors import InputError
 from refine.feature_cache import DEFAULT_CACHE_MB
 from refine.limits import DEFAULT_LIMITS, MB, UploadLimits
-from refine.models import MODEL_SIZES
+from refine.models import MODEL_SIZES, resolve_checkpoint
 
 IMAGE_SIZE_ENV = "REFINE_APP_IMAGE_SIZE"
 EXAMPLES_ROOT = os.path.join(
@@ -36,7 +36,7 @@ class AppConfig:
     mevis_root: str | None = None
     stage1_dir: str | None = None
     examples_root: str = EXAMPLES_ROOT
-    model_size: str = "large"
+    model_size: str | None = None
     random_weights: bool = False
     image_size: int | None = None
     concurrency: int = 1
@@ -46,7 +46,7 @@ class AppConfig:
     limits: UploadLimits = field(default_factory=UploadLimits)
 
     def __post_init__(self) -> None:
-        if self.model_size not in MODEL_SIZES:
+        if self.model_size is not None and self.model_size not in MODEL_SIZES:
             raise InputError(f"--model-size {self.model_size!r} is not one of {list(MODEL_SIZES)}")
         if self.image_size is not None and (self.image_size <= 0 or self.image_size % 32):
             raise InputError(
@@ -61,6 +61,23 @@ class AppConfig:
             raise InputError(f"--mevis-root {self.mevis_root}: folder does not exist")
         if self.stage1_dir is not None and self.mevis_root is None:
             raise InputError("--stage1-dir needs --mevis-root (the data set it belongs to)")
+
+    def start_size(self) -> str:
+        """The SAM2 size the page opens with: --model-size, else tiny with random weights
+        or the fake SAM2, else the largest size whose checkpoint is on disk (no download
+        is tried), else tiny."""
+        if self.model_size is not None:
+            return self.model_size
+        fast = next(iter(MODEL_SIZES))
+        if self.random_weights or self.fake_sam2:
+            return fast
+        for size in reversed(list(MODEL_SIZES)):
+            try:
+                resolve_checkpoint(size, allow_download=False)
+            except InputError:
+                continue
+            return size
+        return fast
 
     @property
     def dataset_stage1_dir(self) -> str | None:
@@ -102,9 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--model-size",
-        default="large",
+        default=None,
         choices=list(MODEL_SIZES),
-        help="SAM2.1 size selected at start",
+        help="SAM2.1 size selected at start (default: tiny with --random-weights or without "
+        "a checkpoint on disk, else the largest size whose checkpoint is there)",
     )
     p.add_argument(
         "--random-weights",

@@ -15,9 +15,9 @@ import importlib.util
 from collections.abc import Callable
 
 from refine.frames import FrameSource
+from refine.inspect import ProgressFn, Tracker, is_out_of_memory
 from refine.models import ModelSpec
 from refine.pipeline import ExpressionResult, RefineParams, refine_expression
-from refine.session import ProgressFn, Tracker, is_out_of_memory
 from refine.stage1 import ExpressionStage1
 
 # ZeroGPU time asked per call: model build, then both propagation passes over every frame.

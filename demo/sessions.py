@@ -5,24 +5,15 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import tempfile
 import threading
 import uuid
 import weakref
 
-from refine.session import Session
+from refine.files import remove_tree
+from refine.inspect import Session
 
 log = logging.getLogger(__name__)
-
-
-def _remove_root(path: str) -> None:
-    try:
-        shutil.rmtree(path)
-    except FileNotFoundError:
-        log.debug("%s was already removed", path)
-    except OSError as err:
-        log.warning("could not remove the app's session folder %s: %s", path, err)
 
 
 class SessionStore:
@@ -40,7 +31,7 @@ class SessionStore:
         self.root = tempfile.mkdtemp(prefix="refine-app-", dir=parent)
         self._sessions: weakref.WeakValueDictionary[str, Session] = weakref.WeakValueDictionary()
         self._lock = threading.Lock()
-        self._remove_root = weakref.finalize(self, _remove_root, self.root)
+        self._remove_root = weakref.finalize(self, remove_tree, self.root, "app session folder")
 
     def get(self, session: Session | None, key: str | None = None) -> Session:
         """``session`` if there is one, else the session of browser session ``key``

@@ -1,28 +1,37 @@
 """The app's layout and event wiring (Gradio Blocks). No torch work happens here: the
-page opens without importing torch; SAM2 is loaded by the first Run."""
+page opens without importing torch; SAM2 is loaded by the first Run.
+
+Layout: the controls a person uses while looking at results (case picker, expression,
+Run/Stop, status and progress, ρ and v) sit in a narrow left column; the three overlays
+with the frame slider and the fusion decision fill the right, so that at 1366×768 all of
+them are in view together. Model settings and θ are in a closed accordion; videos,
+diagnostics, downloads and the failure cases are tabs below the overlays.
+"""
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Sequence
-
 import gradio as gr
 
-from demo.callbacks import (
+from demo.callbacks import Callbacks
+from demo.config import AppConfig
+from demo.controls import (
     DEVICE_AUTO,
-    FRAME_OUTPUTS,
-    RANK_ORDER_CHOICES,
-    REFUSE_OUTPUTS,
-    REFUSE_SLOW_OUTPUTS,
-    VIDEO_OUTPUTS,
-    VIEW_OUTPUTS,
     WEIGHT_CHOICES,
     WEIGHTS_CHECKPOINT,
     WEIGHTS_RANDOM,
-    Callbacks,
+    Controls,
 )
-from demo.config import AppConfig
-from demo.views import FAKE_BANNER, METRIC_HEADERS, RANDOM_BANNER, RANK_HEADERS, runs_text
+from demo.rank_handlers import RANK_ORDER_CHOICES
+from demo.views import (
+    FAKE_BANNER,
+    METRIC_HEADERS,
+    NO_CASE,
+    RANDOM_BANNER,
+    RANK_HEADERS,
+    frac,
+    runs_text,
+)
+from demo.wiring import wire
 from refine.fusion import DEFAULT_AREA_RATIO, DEFAULT_VOTE
 from refine.models import MODEL_SIZES
 from refine.prompts import PROMPT_KINDS
@@ -30,20 +39,27 @@ from refine.selection import DEFAULT_THRESHOLD
 
 TITLE = "refine · SAM2 enhancement + conditional fusion"
 CSS = """
-#random-banner { background: #fde2e1; border: 2px solid #d9453a; border-radius: 8px; padding: 4px 12px; }
-#random-banner h3 { color: #a11d12; margin: 4px 0; }
-#sam2-runs { font-weight: 600; }
+#random-banner { background: #fde2e1; border: 2px solid #d9453a; border-radius: 8px; padding: 0 10px; }
+#random-banner h3, #random-banner p { color: #a11d12; margin: 2px 0; font-size: 0.9em; }
+#title h2 { margin: 0; }
+#sam2-runs { font-weight: 600; font-size: 0.85em; }
+#status { min-height: 2.6em; }
 .overlay img { width: 100%; height: 100%; object-fit: contain; }
+#rank-table { overflow-x: auto; }
 """
-INTRO = """# refine — SAM2 enhancement + conditional mask fusion
-Pick a case (an example, an upload, or a data-set video), press **Run** to prompt SAM2 with the
-confident stage-1 queries, then compare **stage 1**, **SAM2-enhanced** and **fused** masks.
-Moving **ρ** or **v** re-fuses instantly from the cached SAM2 masks; changing **θ** or the
-prompt kind needs a new SAM2 run."""
+INTRO = """Pick a case (an example, an upload, or a data-set video), press **Run** to prompt SAM2
+with the confident stage-1 queries, then compare **stage 1**, **SAM2-enhanced** and **fused**
+masks. Moving **ρ** or **v** re-fuses instantly from the cached SAM2 masks; changing **θ**, the
+prompt kind or the model needs a new SAM2 run.
 
+Uploads: a video (mp4/webm/mov) or a zip of JPEG/PNG frames; stage-1 results as a safe
+`.npz` or a zip of PNG masks `<exp_id>/<frame>.png` (with an optional
+`meta_expressions.json` inside it, or as its own upload, for the sentences); optional
+ground truth as a zip of PNG masks `<exp_id>/<frame>.png`."""
 
 SESSION_TTL_S = 3 * 3600  # a session's state is dropped this long after its last event
 CACHE_SWEEP_S = 3600  # how often Gradio sweeps its copies of uploads and outputs
+OVERLAY_HEIGHT = 260
 
 
 def launch_kwargs(config: AppConfig | None = None) -> dict:
@@ -67,86 +83,107 @@ def build_app(config: AppConfig) -> tuple[gr.Blocks, Callbacks]:
         c["session"] = gr.State(
             None, time_to_live=SESSION_TTL_S, delete_callback=cb.sessions.discard
         )
-        gr.Markdown(INTRO)
-        c["banner"] = gr.Markdown(
-            FAKE_BANNER if config.fake_sam2 else RANDOM_BANNER,
-            visible=config.random_weights or config.fake_sam2,
-            label="warning",
-            elem_id="random-banner",
-        )
+        with gr.Row(equal_height=True):
+            gr.Markdown(f"## {TITLE}", elem_id="title")
+            c["banner"] = gr.Markdown(
+                FAKE_BANNER if config.fake_sam2 else RANDOM_BANNER,
+                visible=config.random_weights or config.fake_sam2,
+                label="warning",
+                elem_id="random-banner",
+            )
         with gr.Row(equal_height=False):
-            with gr.Column(scale=1, min_width=320):
+            with gr.Column(scale=1, min_width=300):
                 _case_inputs(c, cb, config)
-                _controls(c, config)
+                _run_controls(c)
+                _settings(c, config)
             with gr.Column(scale=3):
                 _outputs(c, cb)
-        _wire(c, cb, config)
+        wire(c, cb, config)
         demo.unload(cb.end_session)  # a closed tab: its session's files go at once
     demo.queue(default_concurrency_limit=4, max_size=64)
     return demo, cb
 
 
 def _case_inputs(c: dict, cb: Callbacks, config: AppConfig) -> None:
-    gr.Markdown("### 1 · Case")
     with gr.Tabs():
         with gr.Tab("Examples", id="tab-examples"):
-            c["ex_video"] = gr.Textbox(label="video", visible=False)
-            c["ex_exp"] = gr.Textbox(label="expression", visible=False)
-            c["ex_sentence"] = gr.Textbox(label="sentence", visible=False)
-            rows = [[v, e, s] for v, e, s in cb.sources["examples"].expressions()]
-            c["examples"] = gr.Examples(
-                examples=rows,
-                inputs=[c["ex_video"], c["ex_exp"], c["ex_sentence"]],
-                label="Bundled examples (click one)",
-                cache_examples=False,
-                examples_per_page=20,
-                elem_id="examples",
+            c["example"] = gr.Dropdown(
+                cb.cases.example_choices(),
+                value=None,
+                label="Bundled example (video · sentence)",
+                elem_id="example",
             )
         with gr.Tab("Upload", id="tab-upload"):
-            c["up_video"] = gr.File(
-                label="Video (mp4/webm/mov) or zip of JPEG/PNG frames",
-                file_types=[".mp4", ".webm", ".mov", ".m4v", ".mkv", ".avi", ".zip"],
-                type="filepath",
-                elem_id="up-video",
+            files = (
+                (
+                    "up_video",
+                    "Video or zip of frames",
+                    [".mp4", ".webm", ".mov", ".m4v", ".mkv", ".avi", ".zip"],
+                ),
+                ("up_stage1", "Stage-1 results (.npz or zip of PNG masks)", [".npz", ".zip"]),
+                ("up_gt", "Ground truth (optional zip of PNG masks)", [".zip"]),
+                ("up_meta", "meta_expressions.json (optional: sentences)", [".json"]),
             )
-            c["up_stage1"] = gr.File(
-                label="Stage-1 results: safe .npz, or zip of PNG masks <exp_id>/<frame>.png",
-                file_types=[".npz", ".zip"],
-                type="filepath",
-                elem_id="up-stage1",
-            )
-            c["up_gt"] = gr.File(
-                label="Ground truth (optional): zip of PNG masks <exp_id>/<frame>.png",
-                file_types=[".zip"],
-                type="filepath",
-                elem_id="up-gt",
-            )
+            for name, label, types in files:
+                c[name] = gr.File(
+                    label=label,
+                    file_types=types,
+                    type="filepath",
+                    height=70,
+                    elem_id=name.replace("_", "-"),
+                )
             c["up_load"] = gr.Button("Open upload", variant="secondary", elem_id="up-load")
-        if "dataset" in cb.sources:
+        if "dataset" in cb.ctx.sources:
             with gr.Tab("Data set", id="tab-dataset"):
                 c["ds_video"] = gr.Dropdown(
-                    choices=cb.sources["dataset"].videos(),
+                    choices=cb.ctx.sources["dataset"].videos(),
                     value=None,
-                    label=f"Video of {config.mevis_root}",
+                    label="Video of the data set",
                     filterable=True,
+                    elem_id="ds-video",
                 )
-    c["case_info"] = gr.Markdown(
-        "No case open yet: click an example above.", label="case", elem_id="case-info"
-    )
     c["expression"] = gr.Dropdown(
         choices=[],
         value=None,
-        label="Expression (sentence)",
+        label="Expression (type to search the sentences)",
         interactive=True,
-        allow_custom_value=True,
+        filterable=True,
         elem_id="expression",
     )
 
 
-def _controls(c: dict, config: AppConfig) -> None:
-    gr.Markdown("### 2 · Settings")
-    with gr.Accordion("Model", open=True):
-        c["size"] = gr.Dropdown(list(MODEL_SIZES), value=config.model_size, label="SAM2.1 size")
+def _run_controls(c: dict) -> None:
+    with gr.Row():
+        c["run"] = gr.Button("Run", variant="primary", elem_id="run-button", min_width=80)
+        c["stop"] = gr.Button("Stop", variant="stop", elem_id="stop-button", min_width=80)
+    c["status"] = gr.Markdown("", label="status", elem_id="status")
+    fusion = (
+        (
+            "area_ratio",
+            "ρ area ratio",
+            DEFAULT_AREA_RATIO,
+            "frame 'shrunk' when SAM2's box < ρ × stage 1's",
+        ),
+        ("vote", "v vote", DEFAULT_VOTE, "union when shrunk frames > v × comparable frames"),
+    )
+    for name, label, default, info in fusion:
+        c[name] = gr.Slider(
+            0.0,
+            1.0,
+            value=float(default),
+            step=0.01,
+            label=f"{label} (default {frac(default)})",
+            info=f"{info} (live)",
+            elem_id=name.replace("_", "-"),
+        )
+    c["sam2_runs"] = gr.Markdown(runs_text(0), label="SAM2 runs", elem_id="sam2-runs")
+
+
+def _settings(c: dict, config: AppConfig) -> None:
+    with gr.Accordion("Model and selection settings", open=False, elem_id="settings"):
+        c["size"] = gr.Dropdown(
+            list(MODEL_SIZES), value=config.start_size(), label="SAM2.1 size", elem_id="size"
+        )
         c["device"] = gr.Dropdown(
             [DEVICE_AUTO],
             value=DEVICE_AUTO,
@@ -161,8 +198,9 @@ def _controls(c: dict, config: AppConfig) -> None:
             label="Weights",
             elem_id="weights",
         )
-        c["prompt"] = gr.Radio(list(PROMPT_KINDS), value="mask", label="SAM2 prompt")
-    with gr.Accordion("Selection and fusion", open=True):
+        c["prompt"] = gr.Radio(
+            list(PROMPT_KINDS), value=Controls.prompt, label="SAM2 prompt", elem_id="prompt"
+        )
         c["threshold"] = gr.Slider(
             0.0,
             0.95,
@@ -172,72 +210,37 @@ def _controls(c: dict, config: AppConfig) -> None:
             info="changing θ needs a new SAM2 run",
             elem_id="threshold",
         )
-        c["area_ratio"] = gr.Slider(
-            0.0,
-            1.0,
-            value=float(DEFAULT_AREA_RATIO),
-            step=0.01,
-            label="ρ area ratio",
-            info="frame 'shrunk' when SAM2 box area < ρ · stage-1 box area (live)",
-            elem_id="area-ratio",
-        )
-        c["vote"] = gr.Slider(
-            0.0,
-            1.0,
-            value=float(DEFAULT_VOTE),
-            step=0.01,
-            label="v vote",
-            info="union when shrunk frames > v · comparable frames (live)",
-            elem_id="vote",
-        )
-        c["reset"] = gr.Button("Reset θ, ρ, v to 0.275, 2/3, 1/2", size="sm")
-    with gr.Row():
-        c["run"] = gr.Button("Run", variant="primary", elem_id="run-button")
-        c["stop"] = gr.Button("Stop", variant="stop", elem_id="stop-button")
-    c["sam2_runs"] = gr.Markdown(runs_text(0), label="SAM2 runs", elem_id="sam2-runs")
-    c["status"] = gr.Markdown("", label="status", elem_id="status")
+        defaults = f"{DEFAULT_THRESHOLD:g}, {frac(DEFAULT_AREA_RATIO)}, {frac(DEFAULT_VOTE)}"
+        c["reset"] = gr.Button(f"Reset θ, ρ, v to {defaults}", size="sm", elem_id="reset")
 
 
 def _outputs(c: dict, cb: Callbacks) -> None:
-    gr.Markdown("### 3 · Results")
+    c["case_info"] = gr.Markdown(NO_CASE, label="case", elem_id="case-info")
     with gr.Row():
-        c["img_stage1"] = gr.Image(
-            label="stage 1",
-            type="numpy",
-            format="jpeg",
-            interactive=False,
-            elem_id="img-stage1",
-            elem_classes="overlay",
-            height=300,
-        )
-        c["img_sam2"] = gr.Image(
-            label="SAM2-enhanced",
-            type="numpy",
-            format="jpeg",
-            interactive=False,
-            elem_id="img-sam2",
-            elem_classes="overlay",
-            height=300,
-        )
-        c["img_fused"] = gr.Image(
-            label="fused",
-            type="numpy",
-            format="jpeg",
-            interactive=False,
-            elem_id="img-fused",
-            elem_classes="overlay",
-            height=300,
-        )
+        for stage, label in (("stage1", "stage 1"), ("sam2", "SAM2-enhanced"), ("fused", "fused")):
+            c[f"img_{stage}"] = gr.Image(
+                label=label,
+                type="numpy",
+                format="jpeg",
+                interactive=False,
+                elem_id=f"img-{stage}",
+                elem_classes="overlay",
+                height=OVERLAY_HEIGHT,
+                buttons=[],
+            )
     c["frame"] = gr.Slider(0, 1, value=0, step=1, label="frame", elem_id="frame")
     c["decision"] = gr.Markdown("", label="fusion decision", elem_id="decision")
     with gr.Tabs():
         with gr.Tab("Videos", id="tab-videos"):
             with gr.Row():
-                c["vid_stage1"] = gr.Video(label="stage 1", interactive=False, elem_id="vid-stage1")
-                c["vid_sam2"] = gr.Video(
-                    label="SAM2-enhanced", interactive=False, elem_id="vid-sam2"
-                )
-                c["vid_fused"] = gr.Video(label="fused", interactive=False, elem_id="vid-fused")
+                for stage, label in (
+                    ("stage1", "stage 1"),
+                    ("sam2", "SAM2-enhanced"),
+                    ("fused", "fused"),
+                ):
+                    c[f"vid_{stage}"] = gr.Video(
+                        label=label, interactive=False, elem_id=f"vid-{stage}"
+                    )
         with gr.Tab("Diagnostics", id="tab-diagnostics"):
             with gr.Row():
                 c["plot_scores"] = gr.Plot(
@@ -246,189 +249,47 @@ def _outputs(c: dict, cb: Callbacks) -> None:
                 c["plot_ratio"] = gr.Plot(
                     label="SAM2 / stage-1 box area per frame", show_label=False, format="png"
                 )
-            c["metrics"] = gr.Dataframe(
-                headers=METRIC_HEADERS,
-                value=[],
-                interactive=False,
-                label="J, F, J&F of each stage",
-                elem_id="metrics",
-            )
+            c["metrics"] = _table(METRIC_HEADERS, "J, F, J&F of each stage", "metrics")
             c["metrics_note"] = gr.Markdown("", label="metrics note")
         with gr.Tab("Downloads", id="tab-downloads"):
-            c["prepare"] = gr.Button("Prepare downloads (fused masks zip + 3 overlay videos)")
+            c["prepare"] = gr.Button(
+                "Prepare downloads (fused masks zip + 3 overlay videos)", elem_id="prepare"
+            )
             c["downloads"] = gr.File(label="Downloads", file_count="multiple", interactive=False)
         with gr.Tab("Failure cases", id="tab-failures"):
-            gr.Markdown(
-                "Runs SAM2 (current settings) on every expression with ground truth in the set "
-                "and ranks them; click a row to open that case."
-            )
-            with gr.Row():
-                c["rank_set"] = gr.Radio(
-                    cb.rank_sets(), value="examples", label="Set", elem_id="rank-set"
-                )
-                c["rank_order"] = gr.Radio(
-                    RANK_ORDER_CHOICES, value="fused", label="Rank by", elem_id="rank-order"
-                )
-                c["rank_limit"] = gr.Number(
-                    value=50, precision=0, minimum=1, label="at most N expressions"
-                )
-            c["rank_btn"] = gr.Button("Rank expressions", elem_id="rank-button")
-            c["rank_note"] = gr.Markdown("", label="ranking note")
-            c["rank_table"] = gr.Dataframe(
-                headers=RANK_HEADERS,
-                value=[],
-                interactive=False,
-                elem_id="rank-table",
-                label="worst first",
-            )
+            _failure_cases(c, cb)
+        with gr.Tab("About", id="tab-about"):
+            gr.Markdown(INTRO)
 
 
-def _named(fn: Callable, c: dict) -> Callable:
-    """Adapt a callback returning {name: value} to Gradio's {component: value}."""
-
-    @functools.wraps(fn)
-    def handler(*args, **kwargs):
-        return {c[k]: v for k, v in fn(*args, **kwargs).items()}
-
-    return handler
-
-
-def _wire(c: dict, cb: Callbacks, config: AppConfig) -> None:
-    controls = [c[k] for k in ("size", "device", "weights", "prompt", "threshold")]
-
-    def outs(names: Sequence[str]) -> list:
-        return [c[n] for n in names]
-
-    view_out = outs(VIEW_OUTPUTS)
-    overlays = outs(FRAME_OUTPUTS)  # where a view's progress shows
-    video_out = outs(VIDEO_OUTPUTS)
-    videos = _named(cb.videos, c)
-    sam2 = {"concurrency_id": "sam2", "concurrency_limit": config.concurrency}
-
-    c["examples"].load_input_event.then(
-        _named(cb.open_example, c),
-        [c["session"], c["ex_video"], c["ex_exp"], *controls],
-        view_out,
-        api_name="open_example",
-        show_progress_on=overlays,
-    ).success(
-        videos, [c["session"]], video_out, api_name="videos_example", api_visibility="private"
+def _table(headers: list[str], label: str, elem_id: str, **kwargs) -> gr.Dataframe:
+    """A read-only table, empty at first."""
+    return gr.Dataframe(
+        headers=headers, value=[], interactive=False, label=label, elem_id=elem_id, **kwargs
     )
 
-    c["up_load"].click(
-        _named(cb.open_upload, c),
-        [c["session"], c["up_video"], c["up_stage1"], c["up_gt"], *controls],
-        view_out,
-        api_name="open_upload",
-        show_progress_on=overlays,
-    ).success(videos, [c["session"]], video_out, api_name="videos_upload", api_visibility="private")
 
-    if "ds_video" in c:
-        c["ds_video"].input(
-            _named(cb.open_dataset_video, c),
-            [c["session"], c["ds_video"], *controls],
-            view_out,
-            api_name="open_dataset_video",
-            show_progress_on=overlays,
-        ).success(
-            videos, [c["session"]], video_out, api_name="videos_dataset", api_visibility="private"
+def _failure_cases(c: dict, cb: Callbacks) -> None:
+    gr.Markdown(
+        "Runs SAM2 (current settings) on every expression with ground truth in the set and "
+        "ranks them; click a row to open that case."
+    )
+    with gr.Row():
+        c["rank_set"] = gr.Radio(
+            cb.ranks.rank_sets(), value="examples", label="Set", elem_id="rank-set"
         )
-
-    c["expression"].input(
-        _named(cb.select_expression, c),
-        [c["session"], c["expression"], *controls],
-        view_out,
-        api_name="select_expression",
-        show_progress_on=overlays,
-    ).success(videos, [c["session"]], video_out, api_name="videos_select", api_visibility="private")
-
-    c["run"].click(
-        _named(cb.begin, c), [c["session"]], [c["session"]], queue=False, api_visibility="private"
-    ).then(
-        _named(cb.run, c),
-        [c["session"], c["expression"], *controls, c["area_ratio"], c["vote"], c["frame"]],
-        view_out,
-        api_name="run",
-        show_progress_on=overlays,
-        **sam2,
-    ).success(videos, [c["session"]], video_out, api_name="videos")
-    c["stop"].click(_named(cb.stop, c), [c["session"]], [c["status"]], queue=False, api_name="stop")
-
-    refuse_out = outs(REFUSE_OUTPUTS)
-    slow_out = outs(REFUSE_SLOW_OUTPUTS)
-    for slider in (c["area_ratio"], c["vote"]):
-        slider.change(
-            _named(cb.refuse, c),
-            [c["session"], c["area_ratio"], c["vote"], c["frame"]],
-            refuse_out,
-            api_name="refuse" if slider is c["area_ratio"] else "refuse_vote",
-            api_visibility="public" if slider is c["area_ratio"] else "private",
-            show_progress="hidden",
-            queue=False,  # a few ms of work: skip the queue's latency
-        ).success(
-            _named(cb.refuse_slow, c),
-            [c["session"], c["rank_order"]],
-            slow_out,
-            api_visibility="private",
-            show_progress="minimal",
+        c["rank_order"] = gr.Radio(
+            RANK_ORDER_CHOICES, value="fused", label="Rank by", elem_id="rank-order"
         )
-
-    c["frame"].change(
-        _named(cb.show_frame, c),
-        [c["session"], c["frame"]],
-        outs(FRAME_OUTPUTS),
-        api_name="show_frame",
-        show_progress="hidden",
-    )
-    changed = ["status", "banner", "plot_scores", "img_stage1", "decision"]
-    for name in ("size", "device", "weights", "prompt", "threshold"):
-        c[name].change(
-            _named(cb.controls_changed, c),
-            [c["session"], *controls, c["frame"]],
-            outs(changed),
-            api_visibility="private",
-            show_progress="hidden",
+        c["rank_limit"] = gr.Number(
+            value=50, precision=0, minimum=1, label="at most N expressions", elem_id="rank-limit"
         )
-    c["device"].focus(
-        _named(cb.detect_devices, c), [c["device"]], [c["device"]], api_visibility="private"
+    c["rank_btn"] = gr.Button("Rank expressions", elem_id="rank-button")
+    c["rank_note"] = gr.Markdown("", label="ranking note", elem_id="rank-note")
+    c["rank_table"] = _table(
+        RANK_HEADERS,
+        "worst first",
+        "rank-table",
+        wrap=True,
+        column_widths=["4%", "10%", "6%", "32%", "10%", "10%", "10%", "10%", "8%"],
     )
-    c["reset"].click(
-        _named(cb.reset_fusion, c),
-        None,
-        outs(("threshold", "area_ratio", "vote")),
-        queue=False,
-        api_visibility="private",
-    )
-    c["prepare"].click(
-        _named(cb.downloads, c), [c["session"]], [c["downloads"]], api_name="downloads"
-    )
-    c["rank_btn"].click(
-        _named(cb.begin, c), [c["session"]], [c["session"]], queue=False, api_visibility="private"
-    ).then(
-        _named(cb.rank, c),
-        [
-            c["session"],
-            c["rank_set"],
-            c["rank_order"],
-            c["rank_limit"],
-            *controls,
-            c["area_ratio"],
-            c["vote"],
-        ],
-        outs(("session", "rank_table", "rank_note", "sam2_runs")),
-        api_name="rank",
-        **sam2,
-    )
-    c["rank_order"].change(
-        _named(cb.reorder, c),
-        [c["session"], c["rank_order"]],
-        [c["rank_table"]],
-        api_visibility="private",
-    )
-    c["rank_table"].select(
-        _named(cb.open_ranked, c),
-        [c["session"], c["rank_order"], *controls],
-        view_out,
-        api_visibility="private",
-        show_progress_on=overlays,
-    ).success(videos, [c["session"]], video_out, api_name="videos_ranked", api_visibility="private")

@@ -5,8 +5,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 from refine.fusion import FusionDecision
-from refine.models import RANDOM_WEIGHTS_WARNING
-from refine.session import Case, CaseRun, RankRow, RunSettings, jf
+from refine.inspect import Case, CaseRun, RankRow, RunSettings, branch, jf
 
 RANDOM_BANNER = (
     "### ⚠️ RANDOM WEIGHTS — SAM2 is untrained: its masks are MEANINGLESS.\n"
@@ -29,6 +28,13 @@ RANK_HEADERS = [
     "fusion",
 ]
 STAGE_NAMES = {"stage1": "stage 1", "sam2": "SAM2-enhanced", "fused": "fused"}
+BRANCH_NAMES = {"union": "union of SAM2 and stage 1", "sam2": "SAM2 only"}
+NO_CASE = "No case open yet: pick an example, a data-set video, or upload one."
+
+
+def plural(n: int, word: str) -> str:
+    """ "1 expression", "3 expressions"."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def frac(value: Fraction | float) -> str:
@@ -41,7 +47,7 @@ def case_info(case: Case, exp_id: str | None) -> str:
     gt = "yes" if case.gt is not None else "no"
     lines = [
         f"**{case.video}** · {case.num_frames} frames · {w}×{h} · "
-        f"{len(case.exp_ids)} expressions · ground truth: {gt} · source: {case.source}"
+        f"{plural(len(case.exp_ids), 'expression')} · ground truth: {gt} · source: {case.source}"
     ]
     if exp_id is not None:
         sentence = case.sentence(exp_id) or "(no sentence given)"
@@ -75,16 +81,15 @@ def decision_text(run: CaseRun | None, decision: FusionDecision | None, threshol
     kept = ", ".join(
         f"q{q} (prompt frame {f})" for q, f in zip(r.kept, r.prompt_frames, strict=True)
     )
-    branch = "union of SAM2 and stage 1" if decision.multi else "SAM2 only"
-    text = (
-        f"**Fusion: {branch}.** {decision.describe()}.\n\n"
-        f"Kept queries: {kept} · θ = {run.settings.threshold:g} · "
-        f"ρ = {frac(decision.area_ratio)} · v = {frac(decision.vote)} · "
+    d = decision
+    cmp = ">" if branch(d) == "union" else "≤"
+    return (
+        f"**Fusion: {BRANCH_NAMES[branch(d)]}.** SAM2's box is under ρ = {frac(d.area_ratio)} "
+        f"× stage 1's on {d.shrunk} of {plural(d.valid, 'comparable frame')} {cmp} "
+        f"v = {frac(d.vote)}.\n\nKept queries: {kept} · θ = {run.settings.threshold:g} · "
         f"{run.settings.prompt} prompts"
+        + (" · ⚠️ random weights" if run.settings.spec.random_weights else "")
     )
-    if run.settings.spec.random_weights:
-        text = f"⚠️ {RANDOM_WEIGHTS_WARNING}\n\n{text}"
-    return text
 
 
 def stale_notes(run: CaseRun | None, controls: RunSettings, device_auto: bool) -> list[str]:
@@ -110,6 +115,19 @@ def stale_notes(run: CaseRun | None, controls: RunSettings, device_auto: bool) -
     if not device_auto and s.device != c.device:
         notes.append(f"device is {c.device} but the masks shown ran on {s.device}")
     return notes
+
+
+def metrics_note(case: Case | None, run: CaseRun | None, scores: dict | None) -> str:
+    """What the metrics table shows, or why it is empty."""
+    if case is not None and case.gt is None:
+        return "No ground truth for this case: J and F cannot be computed."
+    if scores is None:
+        return (
+            "J and F appear after SAM2 runs."
+            if run is None
+            else "No ground truth for this expression."
+        )
+    return "J, F and J&F in % against the ground truth (fused: under the current ρ, v)."
 
 
 def status_text(notes: list[str], extra: str | None = None) -> str:
@@ -151,7 +169,7 @@ def rank_table(ranked: list[tuple[RankRow, FusionDecision]]) -> list[list]:
                 _pct(jf(row.scores["sam2"])),
                 _pct(fused),
                 _pct(fused - s1),
-                "union" if d.multi else "SAM2",
+                "union" if branch(d) == "union" else "SAM2",
             ]
         )
     return rows

@@ -16,13 +16,12 @@ import os
 import queue
 from dataclasses import asdict, dataclass, field, replace
 
-import numpy as np
-
 from refine.dataset import MevisDataset
 from refine.errors import InputError
-from refine.mask_io import write_expression_masks, write_text_atomic
+from refine.mask_io import write_expression_masks
 from refine.models import ModelSpec
 from refine.names import check_name
+from refine.out_tree import write_text_in_tree
 from refine.pipeline import RefineParams, check_video_matches, refine_video
 from refine.propagation import DEFAULT_CACHE_MB
 from refine.stage1 import load_video_stage1
@@ -124,7 +123,7 @@ def process_video(cfg: BatchConfig, video: str, propagator, on_expression=None) 
                 stage: {"J": s.J, "F": s.F}
                 for stage, s in evaluate_result(result, gt(exp_id)).items()
             }
-        write_text_atomic(marker_path(cfg.out, video, exp_id), json.dumps(marker))
+        write_text_in_tree(cfg.out, marker_path(cfg.out, video, exp_id), json.dumps(marker))
         report.written.append(exp_id)
         if on_expression is not None:
             on_expression(video, exp_id)
@@ -143,11 +142,11 @@ def ground_truth(data: str, video: str, size: tuple[int, int]):
 
 def evaluate_result(result, gt):
     """J and F of the stage-1, SAM2 and fused masks of one ExpressionResult against ``gt``
-    [T, H, W] (None: the expression has no ground truth → empty)."""
+    [T, H, W]; {} when ``gt`` is None (an expression that is not scored)."""
     from refine.metrics import evaluate_stages
 
     if gt is None:
-        gt = np.zeros_like(result.fused)
+        return {}
     return evaluate_stages(
         gt, {"stage1": result.stage1, "sam2": result.sam2, "fused": result.fused}
     )
@@ -230,7 +229,7 @@ def run_batch(
     """
     ds = MevisDataset(cfg.data)
     names = ds.videos() if not videos else [check_name(v, "video", "--videos") for v in videos]
-    unknown = [v for v in names if v not in ds.meta]
+    unknown = [v for v in names if v not in ds.videos_meta]
     if unknown:
         raise InputError(f"{ds.meta_path}: videos {unknown} are not in the data set")
     os.makedirs(cfg.out, exist_ok=True)

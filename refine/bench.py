@@ -73,6 +73,30 @@ class PeakRSS:
         return (self.peak - self.start) / 2**20
 
 
+class PeakCudaMemory:
+    """Peak ``torch.cuda.max_memory_allocated`` on ``device`` while the block runs, in MB
+    (``peak_mb``); None on a device that is not CUDA."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device if device.startswith("cuda") else None
+        self.peak_mb: float | None = None
+
+    def __enter__(self):
+        if self.device is not None:
+            import torch
+
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+        return self
+
+    def __exit__(self, *exc):
+        if self.device is not None:
+            import torch
+
+            torch.cuda.synchronize(self.device)
+            self.peak_mb = torch.cuda.max_memory_allocated(self.device) / 2**20
+
+
 def make_inputs(root: str, t: int, e: int, h: int, w: int, seed: int):
     """Write T frames to ``root`` and make E expressions whose queries peak on various frames."""
     names = write_jpegs(textured_frames(t, h, w, seed), root)
@@ -180,16 +204,18 @@ def bench_schedules(args) -> dict:
 
 
 def _run_timed(timer: ComponentTimer, fn) -> tuple[object, dict]:
-    """``fn()`` with its wall time, peak RSS and the encoder and tracking-step times in it."""
+    """``fn()`` with its wall time, peak RSS (and peak CUDA memory on a CUDA device) and the
+    encoder and tracking-step times in it."""
     calls0 = timer.predictor.refine_encoder_calls
     timer.reset()
     t0 = time.perf_counter()
-    with PeakRSS() as rss:
+    with PeakRSS() as rss, PeakCudaMemory(str(timer.predictor.device)) as cuda:
         out = fn()
     return out, {
         "seconds": time.perf_counter() - t0,
         "encoder_calls": timer.predictor.refine_encoder_calls - calls0,
         "peak_rss_mb": rss.above_start_mb,
+        "peak_cuda_mb": cuda.peak_mb,
         "encoder_seconds": timer.encode_seconds,
         "tracking_seconds": timer.step_seconds,
         "object_steps": timer.step_calls,

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from refine import __version__
 from refine.errors import InputError
 from refine.models import MODEL_SIZES, RANDOM_WEIGHTS_WARNING, ModelSpec
+from refine.names import check_device_name
 from refine.prompts import PROMPT_KINDS
 from refine.propagation import DEFAULT_CACHE_MB, PRECISIONS, SCHEDULES
 
@@ -81,7 +82,7 @@ def _devices(args) -> list[str]:
         if args.workers < 1:
             raise InputError(f"--workers must be ≥ 1, got {args.workers}")
         devices = [devices[i % len(devices)] for i in range(args.workers)]
-    return devices
+    return [check_device_name(d, "--device/--gpus") for d in devices]
 
 
 def cmd_run(args) -> int:
@@ -145,6 +146,7 @@ def _print_eval(cfg, videos: list[str]) -> None:
     import os
 
     from refine.batch import MARKER_DIR, summarize_scores
+    from refine.out_tree import write_text_in_tree
 
     summary = summarize_scores(cfg.out, videos)
     if not summary:
@@ -154,8 +156,7 @@ def _print_eval(cfg, videos: list[str]) -> None:
         s = summary[stage]
         print(f"{stage:<8}{s['J']:>8.2f}{s['F']:>8.2f}{s['J&F']:>8.2f}")
     path = os.path.join(cfg.out, MARKER_DIR, "eval.json")
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(summary, f, indent=1)
+    write_text_in_tree(cfg.out, path, json.dumps(summary, indent=1))
     print(f"per-expression scores: {path}", file=sys.stderr)
 
 

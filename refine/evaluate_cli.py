@@ -22,7 +22,6 @@ from tqdm import tqdm
 
 from refine.errors import InputError
 from refine.ground_truth import (
-    RLE,
     Expression,
     check_predictions_complete,
     expression_gt_from_mask_dict,
@@ -30,13 +29,14 @@ from refine.ground_truth import (
     find_missing_pngs,
     gt_shape,
     list_gt_videos,
+    load_expressions,
     load_mask_dict,
-    load_meta_expressions,
-    read_mask_png,
     read_predictions,
     rles_for_expression,
 )
+from refine.mask_io import read_mask_png
 from refine.metrics import ExpressionScore, evaluate_expression, summarize
+from refine.rle import RLE
 
 __all__ = ["add_parser", "run_evaluate"]
 
@@ -112,10 +112,10 @@ def _evaluate_task(task: _Task) -> ExpressionScore:
     expr = task.expr
     folder = os.path.join(task.pred_dir, expr.video, expr.exp_id)
     if task.rles is not None:
-        # An object-less ground truth has no RLE to give its size: take the
-        # prediction's (as the official code does); all-empty vs all-empty scores
-        # 1 whatever the size.
-        shape = gt_shape(task.rles) or _first_prediction_shape(folder, expr.frames)
+        # The official code sizes the ground truth by the first prediction; every RLE
+        # must declare that size (checked before decoding: sizes are untrusted). With
+        # no prediction at all, the first RLE's size, bounded.
+        shape = _first_prediction_shape(folder, expr.frames) or gt_shape(task.rles, expr.key)
         gt = expression_gt_from_mask_dict(task.rles, expr.key, shape)
     else:
         gt = expression_gt_from_pngs(task.gt_dir, expr)
@@ -150,7 +150,7 @@ def _run_tasks(tasks: Sequence[_Task], workers: int) -> Iterator[ExpressionScore
 
 def _build_tasks(args: argparse.Namespace) -> list[_Task]:
     meta_path = os.path.join(args.data, "meta_expressions.json")
-    expressions = load_meta_expressions(meta_path)
+    expressions = load_expressions(meta_path)
     if args.gt is not None:
         gt_videos = list_gt_videos(args.gt)
         known = {e.video for e in expressions}
@@ -167,14 +167,22 @@ def _build_tasks(args: argparse.Namespace) -> list[_Task]:
             raise InputError(f"{args.gt}: no video folders of {meta_path} found there")
         return [_Task(e, args.pred, args.allow_missing, gt_dir=args.gt) for e in expressions]
     mask_path = os.path.join(args.data, "mask_dict.json")
-    if not os.path.isfile(mask_path):
+    if not os.path.exists(mask_path):
         raise InputError(
             f"{mask_path} not found: this split has no labels; "
             "evaluate a labelled split (e.g. valid_u) or pass --gt DIR with PNG ground truth"
         )
     mask_dict = load_mask_dict(mask_path)
+    unscored = [e.key for e in expressions if not e.scored]
+    if unscored:
+        print(
+            f"warning: {len(unscored)} expression(s) without 'anno_id' are not scored "
+            f"(as in the official evaluation): {', '.join(unscored[:5])}",
+            file=sys.stderr,
+        )
+    expressions = [e for e in expressions if e.scored]
     if not expressions:
-        raise InputError(f"{meta_path}: lists no expressions to evaluate")
+        raise InputError(f"{meta_path}: lists no expressions with 'anno_id' to evaluate")
     return [
         _Task(e, args.pred, args.allow_missing, rles=rles_for_expression(mask_dict, e, mask_path))
         for e in expressions

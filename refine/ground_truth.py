@@ -6,6 +6,7 @@ commit 7869f22), and what this module reproduces:
 - Expressions: every ``exp_id`` of every video in ``meta_expressions.json``
   (``videos[video]["expressions"][exp_id]["anno_id"]`` is a list of object
   annotation ids), over the frames ``videos[video]["frames"]``, in that order.
+  An expression without ``anno_id`` is not scored (:attr:`Expression.scored`).
 - Ground truth from ``mask_dict.json``: ``mask_dict[str(anno_id)]`` is a list
   with one entry per frame (index = position in ``frames``); an entry is a COCO
   RLE (``{"size": [H, W], "counts": str}``) or ``None`` when the object is
@@ -16,7 +17,8 @@ commit 7869f22), and what this module reproduces:
   cv2.IMREAD_GRAYSCALE)``, then ``astype(bool)`` inside the metrics: a pixel is
   foreground when its 8-bit gray value is nonzero. (So a colour or palette PNG is
   first converted to gray by OpenCV, and a 16-bit PNG is scaled to 8 bits: a
-  16-bit mask of 0/1 reads as empty. This module reads PNGs the same way.)
+  16-bit mask of 0/1 reads as empty. Every reader in refine reads PNGs this way:
+  :func:`refine.mask_io.decode_mask_png`.)
 - Differences, on purpose: the official script scores a whole missing video
   folder as J = F = 0 and crashes on a missing frame; here any missing
   prediction is an InputError listing what is missing, unless ``allow_missing``,
@@ -31,18 +33,18 @@ binarised like predictions.
 from __future__ import annotations
 
 import functools
-import json
 import os
-import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
-from pycocotools import mask as cocomask
 
+from refine.dataset import load_meta_expressions
 from refine.errors import InputError
+from refine.files import load_json
+from refine.mask_io import read_mask_png
 from refine.names import check_name
+from refine.rle import RLE, decode_rle, rle_size
 
 __all__ = [
     "Expression",
@@ -52,18 +54,14 @@ __all__ = [
     "find_missing_pngs",
     "gt_shape",
     "list_gt_videos",
+    "load_expressions",
     "load_mask_dict",
-    "load_meta_expressions",
-    "read_mask_png",
     "read_predictions",
     "rles_for_expression",
 ]
 
 MAX_LISTED = 5
 """How many missing items an error message names before giving a count."""
-
-RLE = dict
-"""A COCO run-length encoding: ``{"size": [H, W], "counts": str | list[int]}``."""
 
 
 @dataclass(frozen=True)
@@ -75,13 +73,25 @@ class Expression:
         exp_id: expression id (a plain file name).
         frames: frame stems, in the order of ``meta_expressions.json`` [T].
         anno_ids: object annotation ids (keys of ``mask_dict.json``), as strings;
-            empty when the split has no labels.
+            None when the expression has no ``anno_id`` entry (see :attr:`scored`).
     """
 
     video: str
     exp_id: str
     frames: tuple[str, ...]
-    anno_ids: tuple[str, ...]
+    anno_ids: tuple[str, ...] | None
+
+    @property
+    def scored(self) -> bool:
+        """Whether the expression is scored: the one rule for an expression without
+        ``anno_id``, used by ``refine evaluate``, ``run --eval`` and the app.
+
+        The official script reads ``expressions[exp]["anno_id"]`` in a worker process:
+        without the key it raises KeyError, that worker dies and the expression is
+        missing from its means, so it is not scored (refine says which it left out). An
+        empty list is scored against empty ground truth on every frame.
+        """
+        return self.anno_ids is not None
 
     @property
     def key(self) -> str:
@@ -89,56 +99,22 @@ class Expression:
         return f"{self.video}/{self.exp_id}"
 
 
-def _load_json(path: str, what: str) -> object:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except FileNotFoundError:
-        raise InputError(f"{path}: {what} not found; check the path") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: cannot read {what} ({exc}); is it valid JSON?") from None
-
-
-def _anno_id(value: object, where: str) -> str:
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise InputError(f"{where}: anno_id {value!r} is not an integer or string")
-    return str(value)
-
-
-def load_meta_expressions(path: str) -> list[Expression]:
-    """All expressions of a ``meta_expressions.json``, videos and ids in file order.
+def load_expressions(path: str) -> list[Expression]:
+    """All expressions of a ``meta_expressions.json``, videos and ids in file order (parsed
+    by :func:`refine.dataset.load_meta_expressions`).
 
     Raises:
-        InputError: the file is missing or malformed, or a video, exp_id or frame
-            name is not a plain file name.
+        InputError: the file is missing or malformed, a video lists no frames, or a
+            video, exp_id or frame name is not a plain file name.
     """
-    data = _load_json(path, "meta_expressions.json")
-    videos = data.get("videos") if isinstance(data, dict) else None
-    if not isinstance(videos, dict):
-        raise InputError(f'{path}: expected {{"videos": {{video: {{...}}}}}} at the top level')
     out: list[Expression] = []
-    for video, vmeta in videos.items():
-        check_name(video, "video", path)
-        where = f"{path}: video {video!r}"
-        if not isinstance(vmeta, dict):
-            raise InputError(f"{where}: expected an object with 'frames' and 'expressions'")
-        frames = vmeta.get("frames")
-        exps = vmeta.get("expressions")
-        if not isinstance(frames, list) or not frames:
-            raise InputError(f"{where}: 'frames' must be a non-empty list of frame names")
-        if not isinstance(exps, dict):
-            raise InputError(f"{where}: 'expressions' must be an object keyed by exp_id")
-        for frame in frames:
-            check_name(frame, "frame", path)
-        if len(set(frames)) != len(frames):
-            raise InputError(f"{where}: 'frames' lists the same frame twice")
-        for exp_id, emeta in exps.items():
-            check_name(exp_id, "exp_id", path)
-            ids = emeta.get("anno_id", []) if isinstance(emeta, dict) else None
-            if not isinstance(ids, list):
-                raise InputError(f"{where}, expression {exp_id!r}: 'anno_id' must be a list")
-            anno = tuple(_anno_id(a, f"{where}, expression {exp_id!r}") for a in ids)
-            out.append(Expression(video, exp_id, tuple(frames), anno))
+    for video, vmeta in load_meta_expressions(path).items():
+        if vmeta.frames is None:
+            raise InputError(
+                f"{path}: video {video!r}: 'frames' must be a non-empty list of frame names"
+            )
+        for exp_id, e in vmeta.expressions.items():
+            out.append(Expression(video, exp_id, vmeta.frames, e.anno_ids))
     return out
 
 
@@ -148,7 +124,7 @@ def load_mask_dict(path: str) -> dict[str, list]:
     Raises:
         InputError: missing or not a JSON object.
     """
-    data = _load_json(path, "mask_dict.json")
+    data = load_json(path, "mask_dict.json")
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected an object mapping anno_id to per-frame RLE lists")
     return data
@@ -159,15 +135,20 @@ def rles_for_expression(
 ) -> list[list[RLE | None]]:
     """The per-frame RLEs of each of ``expr``'s objects: [n_objects][T].
 
+    An expression with an empty ``anno_id`` list gives one object absent on every frame
+    (empty ground truth, as the official code scores it).
+
     Raises:
-        InputError: the expression has no anno_id, an anno_id is not in the mask
-            dict, or its list does not have one entry per frame.
+        InputError: the expression is not scored (no ``anno_id``), an anno_id is not in
+            the mask dict, or its list does not have one entry per frame.
     """
-    if not expr.anno_ids:
+    if expr.anno_ids is None:
         raise InputError(
             f"{expr.key}: the expression has no 'anno_id' in meta_expressions.json, so it has "
             "no ground truth; use a labelled split (or --gt with PNG ground truth)"
         )
+    if not expr.anno_ids:
+        return [[None] * len(expr.frames)]
     out = []
     for anno in expr.anno_ids:
         if anno not in mask_dict:
@@ -184,26 +165,6 @@ def rles_for_expression(
     return out
 
 
-def _decode(rle: object, where: str) -> np.ndarray:
-    """[H, W] uint8 0/1 from one COCO RLE (compressed string or uncompressed counts list)."""
-    try:
-        if not isinstance(rle, dict):
-            raise TypeError(f"expected an RLE object, got {type(rle).__name__}")
-        h, w = (int(v) for v in rle["size"])
-        if isinstance(rle["counts"], list):
-            rle = cocomask.frPyObjects(rle, h, w)
-        with warnings.catch_warnings():
-            # pycocotools 2.0.x under numpy 2 warns about __array__(copy=...) on every
-            # decode; harmless, and it would flood the log.
-            warnings.filterwarnings("ignore", "__array__ implementation", DeprecationWarning)
-            mask = cocomask.decode(rle)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InputError(f"{where}: not a valid COCO RLE ({exc})") from None
-    if mask.shape != (h, w):
-        raise InputError(f"{where}: RLE decodes to {mask.shape} but says size {[h, w]}")
-    return mask
-
-
 def expression_gt_from_mask_dict(
     rles: Sequence[Sequence[RLE | None]],
     key: str = "expression",
@@ -214,69 +175,43 @@ def expression_gt_from_mask_dict(
     Args:
         rles: [n_objects][T] RLE or a falsy value (None) where the object is absent.
         key: expression name for error messages.
-        shape: (H, W) to use when every entry is empty (no RLE gives a size);
-            ignored otherwise. Defaults to (1, 1) then; an all-empty ground truth
-            scores the same whatever its size against an empty prediction.
+        shape: the expected (H, W) (the prediction's or the video's): every RLE must
+            declare it, checked before anything is decoded. Without it the first RLE's
+            size is expected of the others, and an all-empty ground truth is 1 x 1 (it
+            scores the same whatever its size against an empty prediction).
 
     Returns:
         bool [T, H, W].
 
     Raises:
-        InputError: an RLE is malformed or the RLEs disagree on the frame size.
+        InputError: an RLE is malformed (see :mod:`refine.rle`) or not the expected size.
     """
     n_frames = len(rles[0]) if rles else 0
-    gt: np.ndarray | None = None
+    gt = None if shape is None else np.zeros((n_frames, *shape), dtype=bool)
     for obj, per_frame in enumerate(rles):
         for t, rle in enumerate(per_frame):
             if not rle:  # the official code skips falsy entries (None where absent)
                 continue
             where = f"{key}: object {obj}, frame {t}"
-            mask = _decode(rle, where)
+            mask = decode_rle(rle, where, None if gt is None else gt.shape[1:])
             if gt is None:
                 gt = np.zeros((n_frames, *mask.shape), dtype=bool)
-            elif mask.shape != gt.shape[1:]:
-                raise InputError(
-                    f"{where}: ground-truth RLE is {mask.shape[0]}x{mask.shape[1]} (HxW) but "
-                    f"earlier ones are {gt.shape[1]}x{gt.shape[2]}"
-                )
             np.logical_or(gt[t], mask, out=gt[t])
     if gt is None:
-        gt = np.zeros((n_frames, *(shape or (1, 1))), dtype=bool)
+        gt = np.zeros((n_frames, 1, 1), dtype=bool)
     return gt
 
 
-def gt_shape(rles: Sequence[Sequence[RLE | None]]) -> tuple[int, int] | None:
-    """(H, W) from the first non-empty RLE's ``size``, or None if all are empty or malformed."""
-    for per_frame in rles:
-        for rle in per_frame:
+def gt_shape(
+    rles: Sequence[Sequence[RLE | None]], key: str = "expression"
+) -> tuple[int, int] | None:
+    """(H, W) that the first non-empty RLE declares (checked by :func:`refine.rle.rle_size`),
+    or None if all are empty."""
+    for obj, per_frame in enumerate(rles):
+        for t, rle in enumerate(per_frame):
             if rle:
-                try:
-                    h, w = (int(v) for v in rle["size"])
-                except (KeyError, TypeError, ValueError):
-                    return None  # decoding reports the bad RLE
-                return h, w
+                return rle_size(rle, f"{key}: object {obj}, frame {t}")
     return None
-
-
-def read_mask_png(path: str) -> np.ndarray:
-    """A mask PNG read as the official evaluation reads it.
-
-    ``cv2.imread(path, cv2.IMREAD_GRAYSCALE) > 0`` (the official code stores the
-    gray image and its metrics apply ``astype(bool)``).
-
-    Returns:
-        bool [H, W].
-
-    Raises:
-        InputError: the file cannot be read as an image.
-    """
-    img = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
-    if img is None:
-        raise InputError(
-            f"{path}: cannot read this file as an image (corrupt, empty or not a PNG); "
-            "re-write it as a single-channel PNG with values 0/255"
-        )
-    return img > 0
 
 
 def read_predictions(
@@ -388,22 +323,19 @@ def expression_gt_from_pngs(gt_dir: str, expr: Expression) -> np.ndarray:
 
 @functools.lru_cache(maxsize=2)
 def _mask_dict(path: str, mtime: float) -> dict:
-    from refine.ground_truth import load_mask_dict
-
     return load_mask_dict(path)
 
 
 @functools.lru_cache(maxsize=4)
 def _meta_expressions(path: str, mtime: float) -> dict:
-    from refine.ground_truth import load_meta_expressions
-
-    return {(e.video, e.exp_id): e for e in load_meta_expressions(path)}
+    return {(e.video, e.exp_id): e for e in load_expressions(path)}
 
 
 class VideoGroundTruth:
     """Ground truth of one video's expressions from ``mask_dict.json`` (parsed once per
     process and file version): ``gt(exp_id)`` → bool [T, H, W], or None for an
-    expression without ``anno_id``. ``size`` (H, W) is used when every frame is empty."""
+    expression that is not scored (:attr:`Expression.scored`). ``size`` (H, W) is used when
+    every frame is empty."""
 
     def __init__(self, root: str, video: str, size: tuple[int, int]) -> None:
         self.meta_path = os.path.join(root, "meta_expressions.json")
@@ -414,7 +346,7 @@ class VideoGroundTruth:
     def __call__(self, exp_id: str) -> np.ndarray | None:
         meta = _meta_expressions(self.meta_path, os.path.getmtime(self.meta_path))
         expr = meta.get((self.video, exp_id))
-        if expr is None or not expr.anno_ids:
+        if expr is None or not expr.scored:
             return None
         masks = _mask_dict(self.mask_path, os.path.getmtime(self.mask_path))
         rles = rles_for_expression(masks, expr, self.mask_path)

@@ -1,7 +1,7 @@
 """Bounds on what an uploaded file may cost, in one place.
 
 :class:`UploadLimits` is the one source of truth for the upload readers
-(:mod:`refine.video_io`, :func:`refine.session.case_from_upload`) and for the app's
+(:mod:`refine.video_io`, :func:`refine.inspect.case_from_upload`) and for the app's
 ``--max-upload-mb``, ``--max-frames``, ``--max-pixels`` and ``--max-duration`` flags.
 Every bound is checked before the expensive step it protects: file sizes before a file is
 opened, a video's duration and frame size from ffmpeg's header before frames are decoded,

@@ -38,6 +38,29 @@ def check_name(name: object, what: str, source: str) -> str:
     return name
 
 
+def exp_id_sort_key(exp_id: str) -> tuple[int, int, str]:
+    """Sort key of expression ids: decimal ids first by value ("2" before "10"), then
+    the others by name. (ASCII digits only: ``"²".isdigit()`` is true but ``int`` fails.)"""
+    if exp_id.isascii() and exp_id.isdigit():
+        return (0, int(exp_id), exp_id)
+    return (1, 0, exp_id)
+
+
+def check_device_name(device: object, source: str = "device") -> str:
+    """``device`` if it is written like a torch device refine runs on: ``cpu``, ``mps``,
+    ``cuda`` or ``cuda:N`` (N a decimal index, no sign); else InputError. Whether that
+    device exists here is :func:`refine.models.check_device`'s question."""
+    if isinstance(device, str):
+        kind, sep, index = device.partition(":")
+        if (kind in ("cpu", "mps", "cuda") and not sep) or (
+            kind == "cuda" and index.isascii() and index.isdigit()
+        ):
+            return device
+    raise InputError(
+        f"{source}: {device!r} is not a device; use cpu, cuda, cuda:N (N = 0, 1, …) or mps"
+    )
+
+
 def frame_index(stem: str, source: str) -> int:
     """Integer value of a frame stem ("00012" → 12), as SAM2 orders a JPEG folder."""
     try:
@@ -66,7 +89,12 @@ def sort_frame_stems(stems: Iterable[str], source: str) -> list[str]:
 
 
 def list_frame_files(video_dir: str) -> list[str]:
-    """File names of the JPEG frames in ``video_dir``, in SAM2's (integer) order."""
+    """File names of the JPEG frames in ``video_dir``, in SAM2's (integer) order.
+
+    Each must be a regular file: a FIFO named like a frame would block the reader forever.
+    """
+    from refine.files import check_regular_file
+
     if not os.path.isdir(video_dir):
         raise InputError(f"{video_dir}: frame folder does not exist")
     files = {
@@ -76,4 +104,6 @@ def list_frame_files(video_dir: str) -> list[str]:
     }
     if not files:
         raise InputError(f"{video_dir}: no JPEG frames (*.jpg) found")
+    for name in files.values():
+        check_regular_file(os.path.join(video_dir, name), "frame")
     return [files[s] for s in sort_frame_stems(files, video_dir)]

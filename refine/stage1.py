@@ -1,4 +1,4 @@
-"""Stage-1 results: the safe npz format (DESIGN §3) and plain PNG masks.
+"""Stage-1 results: the safe npz format and plain PNG masks.
 
 Nothing here unpickles: npz files are opened with ``allow_pickle=False``; the
 challenge code's pickled files are only read by ``refine.convert`` behind an
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import zipfile
 import zlib
@@ -18,7 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from refine.errors import InputError
-from refine.names import check_name, frame_index
+from refine.files import atomic_write, parse_json
+from refine.names import check_name, exp_id_sort_key, frame_index
 
 FORMAT = "refine-stage1/1"
 _PARTS = ("scores", "boxes", "masks")
@@ -99,9 +101,36 @@ def validate_expression(
     return exp
 
 
-def _read_array(data: Mapping, key: str, source: str) -> np.ndarray:
+def _check_member(data: np.lib.npyio.NpzFile, key: str, source: str) -> None:
+    """InputError unless the member ``key`` is an ``.npy`` array whose header declares no
+    more data than the member holds (checked before numpy allocates the array)."""
+    name = f"{key}.npy"
     try:
-        return data[key]
+        info = data.zip.getinfo(name)
+        with data.zip.open(info) as f:
+            npy = np.lib.format
+            version = npy.read_magic(f)
+            read = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+            shape, _, dtype = read(f)
+            header = f.tell()
+    except KeyError:
+        raise InputError(f"{source}: entry {key!r} is not an .npy array") from None
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError, zlib.error) as err:
+        raise InputError(f"{source}: entry {key!r} is not a valid array ({err})") from err
+    if dtype.hasobject:
+        raise InputError(f"{source}: entry {key!r} holds Python objects; {PICKLE_HINT}")
+    declared = math.prod(shape) * dtype.itemsize
+    if declared > info.file_size - header:
+        raise InputError(
+            f"{source}: entry {key!r} declares {list(shape)} {dtype} ({declared} bytes) but "
+            f"holds {info.file_size - header} bytes of data; the file is corrupt or crafted"
+        )
+
+
+def _read_array(data: np.lib.npyio.NpzFile, key: str, source: str) -> np.ndarray:
+    _check_member(data, key, source)
+    try:
+        arr = data[key]
     except ValueError as err:
         if "allow_pickle" in str(err):  # an object array: loading it would unpickle
             raise InputError(
@@ -110,6 +139,7 @@ def _read_array(data: Mapping, key: str, source: str) -> np.ndarray:
         raise InputError(f"{source}: entry {key!r} is not a valid array ({err})") from err
     except (OSError, zipfile.BadZipFile, EOFError, zlib.error) as err:
         raise InputError(f"{source}: entry {key!r} is unreadable ({err})") from err
+    return arr
 
 
 def _scalar_str(arr: np.ndarray, key: str, source: str) -> str:
@@ -119,7 +149,7 @@ def _scalar_str(arr: np.ndarray, key: str, source: str) -> str:
 
 
 def load_stage1_npz(path: str, max_bytes: int | None = None) -> VideoStage1:
-    """Load ``<video>.npz`` in the safe format (DESIGN §3), validating everything.
+    """Load ``<video>.npz`` in the safe format, validating everything.
 
     ``max_bytes`` bounds the total uncompressed size, checked from the archive's
     directory before any array is read (a small file can unpack to gigabytes).
@@ -142,6 +172,12 @@ def load_stage1_npz(path: str, max_bytes: int | None = None) -> VideoStage1:
                     f"{path}: unpacks to {format_bytes(total)}, over the limit of "
                     f"{format_bytes(max_bytes)}"
                 )
+        raw = [n for n in data.zip.namelist() if not n.endswith(".npy")]
+        if raw:
+            raise InputError(
+                f"{path}: entries {raw[:5]} are not .npy arrays; every entry of a stage-1 npz "
+                "is an array saved by numpy (numpy.savez)"
+            )
         keys = set(data.files)
         if "format" not in keys:
             if "video_path" in keys or "size" in keys:
@@ -166,10 +202,7 @@ def load_stage1_npz(path: str, max_bytes: int | None = None) -> VideoStage1:
         sentences: dict[str, str] = {}
         if "expressions" in keys:
             raw = _scalar_str(_read_array(data, "expressions", path), "expressions", path)
-            try:
-                sentences = json.loads(raw)
-            except json.JSONDecodeError as err:
-                raise InputError(f"{path}: 'expressions' is not valid JSON ({err})") from err
+            sentences = parse_json(raw, path, "'expressions' entry")
             if not isinstance(sentences, dict) or not all(
                 isinstance(v, str) for v in sentences.values()
             ):
@@ -184,7 +217,7 @@ def load_stage1_npz(path: str, max_bytes: int | None = None) -> VideoStage1:
                 )
             exp_ids.setdefault(check_name(exp_id, "exp_id", path), set()).add(part)
         expressions = {}
-        for exp_id in sorted(exp_ids, key=_exp_sort_key):
+        for exp_id in sorted(exp_ids, key=exp_id_sort_key):
             missing = set(_PARTS) - exp_ids[exp_id]
             if missing:
                 raise InputError(f"{path}: expression {exp_id!r} lacks {sorted(missing)}")
@@ -192,10 +225,6 @@ def load_stage1_npz(path: str, max_bytes: int | None = None) -> VideoStage1:
             exp = ExpressionStage1(sentence=sentences.get(exp_id), **arrays)
             expressions[exp_id] = validate_expression(exp, len(frame_names), exp_id, path)
     return VideoStage1((int(size[0]), int(size[1])), frame_names, expressions)
-
-
-def _exp_sort_key(exp_id: str) -> tuple[int, int | str]:
-    return (0, int(exp_id)) if exp_id.isdigit() else (1, exp_id)
 
 
 def save_stage1_npz(path: str, stage1: VideoStage1) -> None:
@@ -212,10 +241,8 @@ def save_stage1_npz(path: str, stage1: VideoStage1) -> None:
         check_name(exp_id, "exp_id", path)
         for part in _PARTS:
             arrays[f"{exp_id}/{part}"] = np.asarray(getattr(exp, part))
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
+    with atomic_write(path) as tmp, open(tmp, "wb") as f:
         np.savez_compressed(f, **arrays)
-    os.replace(tmp, path)
 
 
 def stage1_from_binary_masks(
@@ -266,7 +293,7 @@ def load_stage1_png_dir(
         raise InputError(f"{directory}: stage-1 mask folder does not exist")
     exp_ids = sorted(
         (d for d in os.listdir(directory) if os.path.isdir(os.path.join(directory, d))),
-        key=_exp_sort_key,
+        key=exp_id_sort_key,
     )
     if not exp_ids:
         raise InputError(f"{directory}: no <exp_id>/ folders of PNG masks")

@@ -33,7 +33,8 @@ from PIL import Image, UnidentifiedImageError
 
 from refine.errors import InputError
 from refine.limits import DEFAULT_LIMITS, UploadLimits, format_bytes
-from refine.names import check_name, sort_frame_stems
+from refine.mask_io import decode_mask_png
+from refine.names import check_name, exp_id_sort_key, sort_frame_stems
 
 log = logging.getLogger(__name__)
 
@@ -239,7 +240,7 @@ def read_masks_zip(
                     "mask; keep one PNG per frame and expression"
                 )
             frames[p.stem] = info
-        exp_ids = sorted(per_exp, key=lambda e: (0, int(e)) if e.isdigit() else (1, e))
+        exp_ids = sorted(per_exp, key=exp_id_sort_key)
         stems = sort_frame_stems(per_exp[exp_ids[0]], name)
         if len(stems) > limits.max_frames:
             raise InputError(
@@ -273,6 +274,33 @@ def read_masks_zip(
                 stack[t] = m
             masks[exp_id] = stack
     return MaskSet(masks, stems)
+
+
+def read_zip_file_named(
+    path: str, filename: str, max_bytes: int, limits: UploadLimits = DEFAULT_LIMITS
+) -> bytes | None:
+    """The bytes of the zip entry ``filename`` at the zip's top or inside its one top folder
+    (e.g. ``meta_expressions.json`` beside ``<exp_id>/`` folders), or None without one; at
+    most ``max_bytes`` (declared and read)."""
+    name = os.path.basename(path)
+    with _open_zip(path, limits) as zf:
+        found = [
+            info
+            for info, p in _checked_entries(zf, limits, name)
+            if p.name == filename and len(p.parts) <= 2
+        ]
+        if not found:
+            return None
+        if len(found) > 1:
+            raise InputError(
+                f"{name}: {len(found)} entries named {filename}; keep one at the zip's top"
+            )
+        if found[0].file_size > max_bytes:
+            raise InputError(
+                f"{name}: {found[0].filename!r} is {format_bytes(found[0].file_size)}, over "
+                f"the limit of {format_bytes(max_bytes)}"
+            )
+        return _read_entry(zf, found[0], name)
 
 
 def _check_mask_bytes(
@@ -433,14 +461,8 @@ def _decode_image(
 def _decode_mask(
     zf: zipfile.ZipFile, info: zipfile.ZipInfo, source: str, limits: UploadLimits
 ) -> np.ndarray:
-    img = _open_image(zf, info, source, limits)
-    try:
-        arr = np.asarray(img)
-    except OSError as err:
-        raise InputError(f"{source}: {info.filename!r} cannot be decoded ({err})") from err
-    if arr.ndim == 3:
-        arr = arr.max(axis=2)
-    return arr > 0
+    data = _read_entry(zf, info, source)
+    return decode_mask_png(data, f"{source}: {info.filename!r}", limits.max_frame_pixels)
 
 
 def _short(err: BaseException) -> str:

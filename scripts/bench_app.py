@@ -28,7 +28,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from demo.callbacks import Callbacks
 from demo.config import AppConfig
-from demo.launch import (
+from demo.controls import Controls
+from refine.frames import FrameSource
+from refine.inspect import Case, Session, branch
+from refine.stage1 import ExpressionStage1, VideoStage1
+from refine.testing import StaticPropagator
+from tests.launch import (
     CHROMIUM,
     CHROMIUM_ARGS,
     free_port,
@@ -36,12 +41,8 @@ from demo.launch import (
     stop_app,
     wait_until_up,
 )
-from refine.frames import FrameSource
-from refine.session import Case, Session
-from refine.stage1 import ExpressionStage1, VideoStage1
-from refine.testing import StaticPropagator
 
-CONTROLS = ("tiny", "cpu", "random", "mask", 0.275)
+CONTROLS = ("tiny", "cpu", "random", "mask", 0.275)  # as the page sends them
 
 
 def synthetic_case(t: int, h: int, w: int) -> Case:
@@ -115,7 +116,8 @@ def bench_refuse(t: int, h: int, w: int, trials: int) -> None:
     session = Session()
     session.open_case(synthetic_case(t, h, w), "0")
     start = time.perf_counter()
-    cb.run(session, "0", *CONTROLS, 2 / 3, 0.5, t // 2, progress=lambda *a, **k: None)
+    controls = Controls.of(*CONTROLS)
+    cb.runs.run(session, "0", controls, 2 / 3, 0.5, t // 2, progress=lambda *a, **k: None)
     print(
         f"setup: {t} frames {w}x{h}, fake SAM2 run + first view {time.perf_counter() - start:.1f} s"
     )
@@ -125,14 +127,14 @@ def bench_refuse(t: int, h: int, w: int, trials: int) -> None:
     for i in range(trials):
         rho = 0.0 if i % 2 else 2 / 3  # flips union ↔ SAM2 only: a different overlay each time
         t0 = time.perf_counter()
-        out = cb.refuse(session, rho, 0.5, frame)
+        out = cb.runs.refuse(session, rho, 0.5, frame)
         t1 = time.perf_counter()
         image.postprocess(out["img_fused"])  # what Gradio does before sending it to the page
         t2 = time.perf_counter()
         cb_times.append(t1 - t0)
         enc_times.append(t2 - t0)
-        branches.add(session.decision.multi)
-    assert branches == {True, False}, "the benchmark must flip the fusion branch"
+        branches.add(branch(session.decision))
+    assert branches == {"union", "sam2"}, "the benchmark must flip the fusion branch"
     assert len(prop.calls) == 1, "re-fusion must not run SAM2"
     print(f"ρ change → fused overlay (callback only):          {_ms(cb_times)}")
     print(f"ρ change → fused overlay + JPEG for the page:       {_ms(enc_times)}")
@@ -152,7 +154,12 @@ def bench_refuse(t: int, h: int, w: int, trials: int) -> None:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
         frames_zip, npz = write_upload(synthetic_case(t, h, w), tmp)
         client.predict(
-            handle_file(frames_zip), handle_file(npz), None, *CONTROLS, api_name="/open_upload"
+            handle_file(frames_zip),
+            handle_file(npz),
+            *CONTROLS,
+            None,
+            None,
+            api_name="/open_upload",
         )
         client.predict("0", *CONTROLS, 2 / 3, 0.5, frame, api_name="/run")
         rt = []

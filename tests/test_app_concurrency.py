@@ -15,7 +15,7 @@ import pytest
 from gradio_client import Client
 from PIL import Image
 
-from demo.launch import start_app, stop_app, wait_until_up
+from tests.launch import start_app, stop_app, wait_until_up
 
 CASES = [("birds", "0"), ("birds", "1"), ("ball", "0"), ("ball", "1")]
 CONTROLS = ("tiny", "cpu", "random", "mask", 0.275)
@@ -53,11 +53,11 @@ def _user(url: str, video: str, exp_id: str, folder: str, barrier: threading.Bar
     try:
         if barrier is not None:
             barrier.wait()
-        client.predict(video, exp_id, *CONTROLS, api_name="/open_example")
+        client.predict(f"{video}/{exp_id}", *CONTROLS, api_name="/open_example")
         view = client.predict(exp_id, *CONTROLS, 2 / 3, 0.5, 0, api_name="/run")
         if barrier is not None:
             barrier.wait()  # every session has its case open and its run done
-        files = client.predict(api_name="/downloads")
+        files, _ = client.predict(api_name="/downloads")
         (zip_path,) = [f for f in files if str(f).endswith(".zip")]
         return {
             "case_info": view[VIEW_CASE_INFO],

@@ -1,4 +1,4 @@
-"""refine.session: cached SAM2 runs, live re-fusion, uploads, ranking (fake propagator)."""
+"""refine.inspect: cached SAM2 runs, live re-fusion, uploads, ranking, files (fake propagator)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,7 @@ from demo.config import EXAMPLES_ROOT
 from demo.gpu import make_tracker
 from refine.errors import InputError
 from refine.fusion import fuse
-from refine.limits import UploadLimits
-from refine.models import ModelSpec
-from refine.overlay import Mp4Writer
-from refine.session import (
+from refine.inspect import (
     DataSource,
     OutOfMemory,
     RunCancelled,
@@ -26,8 +23,12 @@ from refine.session import (
     Session,
     case_from_upload,
     is_out_of_memory,
+    rank_expressions,
     rank_rows,
 )
+from refine.limits import UploadLimits
+from refine.models import ModelSpec
+from refine.overlay import Mp4Writer
 from refine.testing import StaticPropagator
 
 EXAMPLES = DataSource("examples", EXAMPLES_ROOT, os.path.join(EXAMPLES_ROOT, "stage1"))
@@ -112,7 +113,7 @@ def test_stop_interrupts_tracking(session):
             progress(t + 1, len(frames))
         raise AssertionError("not reached")
 
-    with pytest.raises(RunCancelled, match="stopped after 3 of 12 frames"):
+    with pytest.raises(RunCancelled, match="stopped after 3 of 12 tracking steps"):
         session.run_sam2(SETTINGS, slow_track)
     assert frames_seen == [0, 1, 2] and session.run is None and session.sam2_runs == 0
     with pytest.raises(RunCancelled, match="before SAM2 started"):
@@ -156,7 +157,7 @@ def test_rank_sorts_worst_first_and_caches_runs(session, prop):
         ((EXAMPLES.case_key(v), lambda v=v: EXAMPLES.load_case(v)), e)
         for v, e, _ in EXAMPLES.expressions()
     ]
-    rows = session.rank(items, SETTINGS, track, source="examples")
+    rows = rank_expressions(session, items, SETTINGS, track, source="examples")
     assert len(rows) == 4 and len(prop.calls) == 3  # ball/1 keeps no query
     ranked = rank_rows(rows, session.area_ratio, session.vote, "fused")
     fused = [(r.scores["union" if d.multi else "sam2"].J) for r, d in ranked]
@@ -183,9 +184,9 @@ def test_cache_eviction_keeps_the_shown_run(tmp_path, prop):
     s.run_sam2(SETTINGS, track)
     s.select_expression("1")
     s.run_sam2(SETTINGS, track)
-    assert len(s._runs) == 1 and s.run is not None and s.run.exp_id == "1"
+    assert len(s.runs) == 1 and s.run is not None and s.run.exp_id == "1"
     s.run_sam2(RunSettings(SETTINGS.spec, 0.3, "mask"), track)  # shown and new run both stay
-    assert len(s._runs) == 2 and s.run.settings.threshold == 0.3
+    assert len(s.runs) == 2 and s.run.settings.threshold == 0.3
     s.close()
     assert not os.path.exists(str(tmp_path / "w"))
 
@@ -396,3 +397,147 @@ def test_session_folder_goes_when_the_session_is_garbage_collected(tmp_path):
     del s
     gc.collect()
     assert not workdir.exists()
+
+
+def _birds_upload(tmp_path) -> tuple[str, str]:
+    """(frames zip, stage-1 PNG-mask zip) of birds: the masks are its ground truth."""
+    frames_zip = tmp_path / "birds.zip"
+    with zipfile.ZipFile(frames_zip, "w") as zf:
+        for t, f in enumerate(_birds_frames()):
+            zf.writestr(f"{t:05d}.png", _png(f))
+    masks_zip = tmp_path / "masks.zip"
+    gt_dir = os.path.join(EXAMPLES_ROOT, "gt", "birds")
+    with zipfile.ZipFile(masks_zip, "w") as zf:
+        for exp in ("0", "1"):
+            for t in range(12):
+                zf.write(os.path.join(gt_dir, exp, f"{t:05d}.png"), f"{exp}/{t:05d}.png")
+    return str(frames_zip), str(masks_zip)
+
+
+META = {"videos": {"birds": {"expressions": {"0": {"exp": "two birds"}, "1": {"exp": "a bird"}}}}}
+
+
+def test_png_stage1_takes_sentences_from_a_meta_expressions_json(tmp_path):
+    import json
+
+    frames_zip, masks_zip = _birds_upload(tmp_path)
+    meta = tmp_path / "meta_expressions.json"
+    meta.write_text(json.dumps(META))
+    case = case_from_upload(frames_zip, masks_zip, meta_path=str(meta))
+    assert case.sentence("0") == "two birds" and case.sentence("1") == "a bird"
+    with zipfile.ZipFile(masks_zip, "a") as zf:  # the same file inside the stage-1 zip
+        zf.writestr("meta_expressions.json", json.dumps(META).replace("a bird", "one bird"))
+    case = case_from_upload(frames_zip, masks_zip)
+    assert case.sentence("1") == "one bird"
+    two = {"videos": {"cats": META["videos"]["birds"], "dogs": META["videos"]["birds"]}}
+    meta.write_text(json.dumps(two))
+    with pytest.raises(InputError, match=r"describes videos \['cats', 'dogs'\], none of them"):
+        case_from_upload(frames_zip, masks_zip, meta_path=str(meta))
+    meta.write_text("[" * 100_000)
+    with pytest.raises(InputError, match="meta_expressions.json: .* nested too deeply"):
+        case_from_upload(frames_zip, masks_zip, meta_path=str(meta))
+    meta.write_text('{"videos": []}')
+    with pytest.raises(InputError, match="expected"):
+        case_from_upload(frames_zip, masks_zip, meta_path=str(meta))
+
+
+def test_a_run_evicted_between_lookup_and_use_is_still_shown(session, prop):
+    """Bug: run_sam2 looked a run up, then marked it used under a separate lock; a rank in
+    the same session (--concurrency > 1) could evict it in between → KeyError."""
+    _open(session, "birds", "0")
+    track = make_tracker(lambda spec: prop)
+    run = session.run_sam2(SETTINGS, track)
+    lookup = session.cached_run
+
+    def racing(exp_id, settings=None):
+        found = lookup(exp_id, settings)
+        session.runs.clear()  # what a concurrent rank's eviction does to this key
+        return found
+
+    session.cached_run = racing
+    assert session.run_sam2(SETTINGS, track) is run and session.run is run
+
+
+def test_run_cache_survives_concurrent_runs_and_ranks(tmp_path, prop):
+    import threading
+
+    s = Session(workdir=str(tmp_path / "w"), max_cache_bytes=1)  # every add evicts
+    track = make_tracker(lambda spec: prop)
+    s.open_case(EXAMPLES.load_case("birds"), "0")
+    items = [((EXAMPLES.case_key("birds"), lambda: EXAMPLES.load_case("birds")), "1")]
+    errors: list[BaseException] = []
+
+    def ranks() -> None:
+        try:
+            for i in range(30):
+                rank_expressions(s, items, RunSettings(SETTINGS.spec, 0.2 + i / 100), track)
+        except BaseException as err:  # noqa: BLE001 - reported by the assertion below
+            errors.append(err)
+
+    thread = threading.Thread(target=ranks)
+    thread.start()
+    for i in range(60):  # A, B, A, …: a cached A is not the shown run, so it can be evicted
+        s.run_sam2(RunSettings(SETTINGS.spec, (0.275, 0.3)[i % 2]), track)
+    thread.join(60)
+    assert not thread.is_alive() and errors == [] and s.run.exp_id == "0"
+    s.close()
+
+
+def test_cached_run_keeps_only_union_masks_and_counts_their_bytes(session, prop):
+    _open(session, "birds", "0")
+    run = session.run_sam2(SETTINGS, make_tracker(lambda spec: prop))
+    r = run.result
+    assert not hasattr(r, "fused") and not hasattr(r, "sam2_objects")
+    arrays = (r.kept, r.prompt_frames, r.stage1, r.sam2, r.area_stage1, r.area_sam2)
+    assert run.nbytes == sum(a.nbytes for a in arrays) == session.runs.nbytes
+
+
+def test_masks_zip_is_one_file_with_the_same_bytes_for_the_same_masks(session, prop):
+    _open(session, "birds", "0")
+    session.run_sam2(SETTINGS, make_tracker(lambda spec: prop))
+    first = session.masks_zip()
+    with open(first, "rb") as f:
+        data = f.read()
+    session.set_fusion(0, 0.5)
+    other = session.masks_zip()
+    session.set_fusion(Fraction(2, 3), 0.5)
+    again = session.masks_zip()
+    assert first == other == again  # one file per session, rewritten
+    with open(again, "rb") as f:
+        assert f.read() == data  # fixed timestamps: same masks, same bytes
+    assert [n for n in os.listdir(session.workdir) if n.endswith(".zip")] == [
+        os.path.basename(first)
+    ]
+
+
+def test_session_keeps_videos_of_a_few_runs_only(session, prop):
+    from refine.inspect.exports import MAX_RUNS_WITH_VIDEOS
+
+    _open(session, "birds", "0")
+    track = make_tracker(lambda spec: prop)
+    for i in range(MAX_RUNS_WITH_VIDEOS + 2):
+        session.run_sam2(RunSettings(SETTINGS.spec, 0.1 + i / 100), track)
+        session.videos()
+    videos = os.listdir(os.path.join(session.workdir, "videos"))
+    assert len(videos) == 3 * MAX_RUNS_WITH_VIDEOS
+
+
+def test_two_requests_for_the_videos_at_once_get_the_same_files(session, prop):
+    """Bug: the run's videos and a ρ move's fused video were written at once into the same
+    files (FileNotFoundError at the rename)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    _open(session, "birds", "0")
+    session.run_sam2(SETTINGS, make_tracker(lambda spec: prop))
+    with ThreadPoolExecutor(2) as pool:
+        first, second = pool.map(lambda _: session.videos(), range(2))
+    assert first == second and all(os.path.isfile(p) for p in first.values())
+
+
+def test_the_cpu_allocators_failure_is_out_of_memory():
+    # torch's message on the CPU; the app used to show it as an internal error
+    err = RuntimeError(
+        "[enforce fail at alloc_cpu.cpp:121] data. DefaultCPUAllocator: can't allocate memory: "
+        "you tried to allocate 8589934592 bytes. Error code 12 (Cannot allocate memory)"
+    )
+    assert is_out_of_memory(err)

@@ -7,13 +7,13 @@ import subprocess
 import sys
 import textwrap
 
-from demo.launch import REPO
+from tests.launch import REPO
 
 SCRIPT = textwrap.dedent(
     """
     import json, sys, urllib.request
     from demo.config import AppConfig
-    from demo.launch import free_port
+    from tests.launch import free_port
     from demo.ui import build_app, launch_kwargs
 
     demo, _ = build_app(AppConfig(mevis_root="examples/data"))

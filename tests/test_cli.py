@@ -362,3 +362,66 @@ def test_two_workers_share_the_queue_and_go_on_past_a_failing_video(data, tmp_pa
         frames = meta["videos"][video]["frames"]
         for exp_id in meta["videos"][video]["expressions"]:
             assert (out / video / exp_id / f"{frames[-1]}.png").exists(), (video, exp_id)
+
+
+# ------------------------------------------- the output tree: no links, only refine's files
+
+
+def test_run_refuses_a_symlinked_video_folder_in_out(data, tmp_path):
+    # a data set that ships out/ball -> elsewhere, run with --out DATA/out
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "0").mkdir(parents=True)
+    (elsewhere / "0" / "keep.txt").write_text("not refine's")
+    out = data / "out"
+    out.mkdir()
+    (out / "ball").symlink_to(elsewhere)
+    reports = run_batch(_cfg(data, out), ["ball"], ["cpu"], StaticPropagator())
+    assert "out/ball: is a symbolic link" in reports[0].error
+    assert sorted(p.name for p in elsewhere.rglob("*")) == ["0", "keep.txt"]
+
+
+def test_run_refuses_a_symlinked_marker_folder(data, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".refine").symlink_to(elsewhere)
+    reports = run_batch(_cfg(data, out), ["ball"], ["cpu"], StaticPropagator())
+    assert "out/.refine: is a symbolic link" in reports[0].error
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_run_does_not_delete_what_it_did_not_write(data, tmp_path):
+    out = tmp_path / "out"
+    (out / "ball" / "0").mkdir(parents=True)
+    (out / "ball" / "0" / "notes.txt").write_text("mine")
+    reports = run_batch(_cfg(data, out), ["ball"], ["cpu"], StaticPropagator())
+    assert "notes.txt: a file that refine did not write" in reports[0].error
+    assert (out / "ball" / "0" / "notes.txt").read_text() == "mine"
+    assert sorted(os.listdir(out / "ball")) == ["0"]  # no temporary folder left
+
+
+@pytest.mark.parametrize(
+    ("link", "to"),
+    [("ball/0/00003.png", "secret"), ("ball/0", "out/ball/1"), ("ball", "elsewhere")],
+)
+def test_zip_takes_regular_files_only(data, tmp_path, capsys, link, to):
+    out = tmp_path / "out"
+    run_batch(_cfg(data, out), ["ball"], ["cpu"], StaticPropagator())
+    (tmp_path / "secret").write_text("root:x:0:0")
+    shutil.copytree(out / "ball", tmp_path / "elsewhere")
+    target = out / link
+    shutil.rmtree(target) if target.is_dir() else target.unlink()
+    target.symlink_to(tmp_path / to)
+    assert main(["zip", str(out), str(tmp_path / "sub.zip")]) == 2
+    assert f"{link}: is a symbolic link" in capsys.readouterr().err
+    assert not (tmp_path / "sub.zip").exists()
+
+
+def test_zip_refuses_a_fifo_named_like_a_mask(data, tmp_path, capsys):
+    out = tmp_path / "out"
+    run_batch(_cfg(data, out), ["ball"], ["cpu"], StaticPropagator())
+    os.remove(out / "ball/0/00003.png")
+    os.mkfifo(out / "ball/0/00003.png")
+    assert main(["zip", str(out), str(tmp_path / "sub.zip")]) == 2
+    assert "00003.png: is a FIFO, not a regular file" in capsys.readouterr().err

@@ -19,11 +19,11 @@ from refine.ground_truth import (
     expression_gt_from_mask_dict,
     expression_gt_from_pngs,
     find_missing_pngs,
-    load_meta_expressions,
-    read_mask_png,
+    load_expressions,
     read_predictions,
     rles_for_expression,
 )
+from refine.mask_io import read_mask_png
 from refine.metrics import evaluate_expression
 
 H, W = 24, 32
@@ -109,7 +109,7 @@ def evaluate(tmp_path: Path, *argv: str) -> tuple[int, dict]:
 
 def test_mask_dict_gt_is_the_union_of_the_expressions_objects(tmp_path: Path) -> None:
     root = make_data(tmp_path / "data")
-    exprs = load_meta_expressions(str(root / "meta_expressions.json"))
+    exprs = load_expressions(str(root / "meta_expressions.json"))
     assert [(e.video, e.exp_id, e.anno_ids) for e in exprs] == [
         ("v1", "0", ("1",)),
         ("v1", "1", ("2",)),
@@ -147,20 +147,20 @@ def test_uncompressed_rle_counts_are_decoded() -> None:
 
 def test_mask_dict_errors(tmp_path: Path) -> None:
     root = make_data(tmp_path / "data")
-    exprs = load_meta_expressions(str(root / "meta_expressions.json"))
+    exprs = load_expressions(str(root / "meta_expressions.json"))
     with pytest.raises(InputError, match="anno_id '2' of v1/1 is missing"):
         rles_for_expression({"1": [None] * 3}, exprs[1])
     with pytest.raises(InputError, match="2 entries but the video has 3 frames"):
         rles_for_expression({"2": [None, None]}, exprs[1])
     with pytest.raises(InputError, match="no 'anno_id'"):
-        rles_for_expression({}, Expression("v", "0", ("0",), ()))
+        rles_for_expression({}, Expression("v", "0", ("0",), None))
     bad = [[{"size": [H, W], "counts": 5}]]
     with pytest.raises(InputError, match="v/0: object 0, frame 0: not a valid COCO RLE"):
         expression_gt_from_mask_dict(bad, "v/0")
     mixed = [[rle(OBJ1[0]), rle(np.zeros((H + 1, W), dtype=bool))]]
     with pytest.raises(
         InputError,
-        match=r"object 0, frame 1: ground-truth RLE is 25x32 \(HxW\) but earlier ones are 24x32",
+        match=r"object 0, frame 1: ground-truth RLE is 25x32 \(HxW\) but the masks are 24x32",
     ):
         expression_gt_from_mask_dict(mixed, "v/0")
 
@@ -182,19 +182,19 @@ def test_unsafe_names_in_meta_are_rejected(
     path = tmp_path / "meta_expressions.json"
     path.write_text(json.dumps(meta))
     with pytest.raises(InputError, match=f"{what} name .* is not a plain file name"):
-        load_meta_expressions(str(path))
+        load_expressions(str(path))
 
 
 def test_malformed_meta_is_an_input_error(tmp_path: Path) -> None:
     path = tmp_path / "meta_expressions.json"
     path.write_text("{not json")
     with pytest.raises(InputError, match="valid JSON"):
-        load_meta_expressions(str(path))
+        load_expressions(str(path))
     path.write_text(json.dumps({"videos": {"v": {"frames": [], "expressions": {}}}}))
     with pytest.raises(InputError, match="non-empty list"):
-        load_meta_expressions(str(path))
+        load_expressions(str(path))
     with pytest.raises(InputError, match="not found"):
-        load_meta_expressions(str(tmp_path / "nope.json"))
+        load_expressions(str(tmp_path / "nope.json"))
 
 
 def test_png_binarisation_matches_the_official_gray_read(tmp_path: Path) -> None:
@@ -371,3 +371,87 @@ def test_cli_rejects_bad_workers(tmp_path: Path) -> None:
     add_parser(parser.add_subparsers())
     with pytest.raises(SystemExit):
         parser.parse_args(["evaluate", "--data", "d", "--pred", "p", "--workers", "0"])
+
+
+# ------------------------------------------------ the anno_id rule (one rule, every path)
+
+NO_ANNO = {"v2": {"frames": FRAMES, "expressions": {"0": {"exp": "unlabelled"}}}}
+EMPTY_ANNO = {"v3": {"frames": FRAMES, "expressions": {"0": {"exp": "nothing", "anno_id": []}}}}
+
+
+def test_evaluate_leaves_out_an_expression_without_anno_id(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The official script's worker dies on the KeyError: that expression is not in its means.
+    data = make_data(tmp_path / "data", {**NO_ANNO, **EMPTY_ANNO})
+    pred = write_preds(tmp_path / "pred", perfect_preds())
+    write_preds(pred, {"0": np.zeros((3, H, W), bool)}, video="v2")
+    write_preds(pred, {"0": np.zeros((3, H, W), bool)}, video="v3")
+    rc, res = evaluate(tmp_path, "--data", str(data), "--pred", str(pred))
+    assert rc == 0
+    assert sorted(res["per_expression"]) == ["v1/0", "v1/1", "v1/2", "v3/0"]
+    # an empty anno_id list is scored against empty ground truth (official: zeros)
+    assert res["per_expression"]["v3/0"] == {"J": 100.0, "F": 100.0}
+    assert "1 expression(s) without 'anno_id' are not scored" in capsys.readouterr().err
+
+
+def test_video_ground_truth_follows_the_same_rule(tmp_path: Path) -> None:
+    from refine.ground_truth import VideoGroundTruth
+
+    data = make_data(tmp_path / "data", {**NO_ANNO, **EMPTY_ANNO})
+    assert VideoGroundTruth(str(data), "v2", (H, W))("0") is None  # not scored
+    empty = VideoGroundTruth(str(data), "v3", (H, W))("0")
+    assert empty is not None and empty.shape == (3, H, W) and not empty.any()
+    assert VideoGroundTruth(str(data), "v1", (H, W))("2").sum() == union(OBJ1, OBJ2).sum()
+
+
+def test_run_eval_does_not_score_an_expression_without_ground_truth() -> None:
+    from types import SimpleNamespace
+
+    from refine.batch import evaluate_result
+
+    m = np.ones((3, H, W), bool)
+    result = SimpleNamespace(stage1=m, sam2=m, fused=m)
+    assert evaluate_result(result, None) == {}  # VideoGroundTruth's None: not scored
+    assert set(evaluate_result(result, np.zeros_like(m))) == {"stage1", "sam2", "fused"}
+
+
+# ------------------------------------------------------ RLE sizes are untrusted
+
+
+def _one_rle_data(tmp_path: Path, rle_entry: dict) -> tuple[Path, Path]:
+    data = make_data(tmp_path / "data")
+    masks = json.loads((data / "mask_dict.json").read_text())
+    masks["1"][0] = rle_entry
+    (data / "mask_dict.json").write_text(json.dumps(masks))
+    return data, write_preds(tmp_path / "pred", perfect_preds())
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        # 150 bytes declaring 30000 x 30000: refused before anything is decoded
+        (
+            {"size": [30000, 30000], "counts": "PPP1"},
+            r"30000x30000 \(HxW\) but the masks are 24x32",
+        ),
+        ({"size": [-1, 32], "counts": "0"}, "'size' must be two positive integers"),
+        ({"size": [H, W], "counts": [-3, H * W + 3]}, "non-negative and add up to"),
+        ({"size": [H, W], "counts": [2**40]}, "add up to H x W = 768"),
+        ({"size": [H, W], "counts": "0"}, "add up to H x W = 768"),
+        ({"size": [H, W], "counts": "\x7f"}, "has a character"),
+        ({"size": [H, W], "counts": "o"}, "ends inside a number"),
+    ],
+)
+def test_evaluate_checks_rle_sizes_and_counts(tmp_path: Path, entry: dict, message: str) -> None:
+    data, pred = _one_rle_data(tmp_path, entry)
+    with pytest.raises(InputError, match=message):
+        evaluate(tmp_path, "--data", str(data), "--pred", str(pred))
+
+
+def test_rle_without_a_prediction_is_bounded() -> None:
+    from refine.rle import MAX_RLE_PIXELS
+
+    side = int(MAX_RLE_PIXELS**0.5) + 1
+    with pytest.raises(InputError, match="over the limit"):
+        expression_gt_from_mask_dict([[{"size": [side, side], "counts": "0"}]], "v/0")

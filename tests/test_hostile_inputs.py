@@ -7,6 +7,7 @@ table may write outside the test's folder or run code from a file.
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import os
@@ -20,8 +21,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from refine.cli import _devices
 from refine.dataset import MevisDataset
 from refine.errors import InputError
+from refine.evaluate_cli import run_evaluate
 from refine.frames import FrameSource
 from refine.limits import UploadLimits
 from refine.pipeline import check_video_matches, refine_video
@@ -57,6 +60,56 @@ def npz(tmp, **changes):
     path = os.path.join(tmp, "v.npz")
     np.savez(path, **arrays)
     return lambda: load_stage1_npz(path, max_bytes=2**20)
+
+
+def npz_member(tmp, name, data):
+    """The valid npz of :func:`npz` with its member ``name``.npy replaced by ``name`` holding
+    ``data`` as stored (no ``.npy`` suffix when ``name`` has none)."""
+    npz(tmp)
+    path = os.path.join(tmp, "v.npz")
+    with zipfile.ZipFile(path) as zf:
+        members = {i.filename: zf.read(i) for i in zf.infolist()}
+    members.pop(f"{name.removesuffix('.npy')}.npy")
+    members[name] = data
+    with zipfile.ZipFile(path, "w") as zf:
+        for n, d in members.items():
+            zf.writestr(n, d)
+    return lambda: load_stage1_npz(path, max_bytes=2**20)
+
+
+def npy_header_only(shape, descr="<f4"):
+    """An .npy member whose header declares ``shape`` and that holds no data."""
+    buf = io.BytesIO()
+    header = {"descr": descr, "fortran_order": False, "shape": shape}
+    np.lib.format.write_array_header_1_0(buf, header)
+    return buf.getvalue()
+
+
+NESTED = "[" * 100_000 + "]" * 100_000
+
+
+def _fifo_frame(root):
+    frame = os.path.join(root, "JPEGImages/ball/00003.jpg")
+    os.remove(frame)
+    os.mkfifo(frame)
+
+
+def evaluate_args(root):
+    return argparse.Namespace(
+        data=root, pred=root, gt=None, json=None, workers=1, allow_missing=False
+    )
+
+
+def evaluate_on(tmp, edit):
+    root = os.path.join(tmp, "data")
+    shutil.copytree(EXAMPLES, root)
+    edit(root)
+    return lambda: run_evaluate(evaluate_args(root))
+
+
+def _replace_with_fifo(path):
+    os.remove(path)
+    os.mkfifo(path)
 
 
 def png_bytes(arr, fmt="PNG"):
@@ -185,7 +238,68 @@ CASES = [
         )(os.path.join(t, "v.npz")),
         "not a readable npz",
     ),
+    Case(
+        "npz member 'format' without .npy",
+        lambda t: npz_member(t, "format", b"refine-stage1/1"),
+        r"entries \['format'\] are not .npy arrays",
+    ),
+    Case(
+        "npz member 'video_size' without .npy",
+        lambda t: npz_member(t, "video_size", b"\x08\x00\x0a\x00"),
+        r"entries \['video_size'\] are not .npy arrays",
+    ),
+    Case(
+        "npy header declaring 16 TiB",
+        lambda t: npz_member(t, "0/masks.npy", npy_header_only((2**42,))),
+        r"entry '0/masks' declares \[4398046511104\] float32 \(17592186044416 bytes\)",
+    ),
+    Case(
+        "deeply nested expressions JSON",
+        lambda t: npz(t, expressions=np.array(NESTED)),
+        "'expressions' entry is nested too deeply",
+    ),
     # data set and frames on disk
+    Case(
+        "deeply nested meta_expressions.json",
+        lambda t: dataset(
+            t, lambda r: open(os.path.join(r, "meta_expressions.json"), "w").write(NESTED)
+        ),
+        "meta_expressions.json is nested too deeply",
+    ),
+    Case(
+        "deeply nested meta_expressions.json (evaluate)",
+        lambda t: evaluate_on(
+            t, lambda r: open(os.path.join(r, "meta_expressions.json"), "w").write(NESTED)
+        ),
+        "meta_expressions.json is nested too deeply",
+    ),
+    Case(
+        "FIFO as meta_expressions.json (evaluate)",
+        lambda t: evaluate_on(
+            t, lambda r: _replace_with_fifo(os.path.join(r, "meta_expressions.json"))
+        ),
+        "meta_expressions.json is a FIFO, not a regular file",
+    ),
+    Case(
+        "FIFO as mask_dict.json (evaluate)",
+        lambda t: evaluate_on(t, lambda r: _replace_with_fifo(os.path.join(r, "mask_dict.json"))),
+        "mask_dict.json is a FIFO, not a regular file",
+    ),
+    Case(
+        "FIFO in a frame folder",
+        lambda t: dataset(t, _fifo_frame),
+        "00003.jpg: the frame is a FIFO",
+    ),
+    Case(
+        "device cuda:abc",
+        lambda t: lambda: _devices(argparse.Namespace(gpus=None, device="cuda:abc", workers=None)),
+        "'cuda:abc' is not a device",
+    ),
+    Case(
+        "device cuda:-1 (--gpus -1)",
+        lambda t: lambda: _devices(argparse.Namespace(gpus=[-1], device=None, workers=None)),
+        "'cuda:-1' is not a device",
+    ),
     Case(
         "video name escapes",
         lambda t: dataset(

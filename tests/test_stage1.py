@@ -160,7 +160,7 @@ def test_png_stage1(tmp_path):
     assert ((e.masks[1, 0] > 0) == (np.asarray(Image.open(tmp_path / "0/00001.png")) > 0)).all()
     assert s1.expressions["3"].scores.max() == 0
     os.remove(tmp_path / "3" / "00001.png")
-    with pytest.raises(InputError, match="00001.png: mask file is missing"):
+    with pytest.raises(InputError, match="00001.png: mask file not found"):
         load_stage1_png_dir(str(tmp_path), names, (6, 8))
 
 
@@ -174,3 +174,13 @@ def test_size_limit_is_checked_before_reading(tmp_path):
     with pytest.raises(InputError, match="over the limit of 1.0 MiB"):
         load_stage1_npz(path, max_bytes=2**20)
     assert load_stage1_npz(path, max_bytes=8 * 2**20).expressions["0"].masks.shape[2:] == (400, 600)
+
+
+def test_expression_ids_sort_numbers_by_value_then_names(tmp_path):
+    # one sort key for expression ids; "²".isdigit() is true but int("²") fails
+    arrays = good_arrays()
+    for exp_id in ("10", "2", "²", "b"):
+        for part in ("scores", "boxes", "masks"):
+            arrays[f"{exp_id}/{part}"] = arrays[f"0/{part}"]
+    s1 = load_stage1_npz(write(tmp_path / "v.npz", arrays))
+    assert list(s1.expressions) == ["0", "2", "10", "b", "²"]

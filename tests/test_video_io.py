@@ -148,9 +148,10 @@ def test_masks_zip_with_top_folder(tmp_path):
     assert not masks.masks["1"].any()
 
 
-def test_masks_zip_rgb_png_counts_any_channel(tmp_path):
+def test_masks_zip_rgb_png_reads_as_the_official_gray_conversion(tmp_path):
     rgb = np.zeros((4, 4, 3), np.uint8)
-    rgb[1, 2] = (0, 0, 9)
+    rgb[1, 2] = (0, 0, 9)  # gray 1: object
+    rgb[2, 2] = (0, 0, 2)  # gray 0: background, as in the official evaluation
     masks = read_masks_zip(_zip(tmp_path / "c.zip", {"e/0.png": _png(rgb)}))
     assert masks.masks["e"].sum() == 1 and masks.masks["e"][0, 1, 2]
 
