@@ -40,14 +40,15 @@ assert "torch" not in sys.modules, "importing the app imported torch"
 import demo.gpu as gpu
 from demo.callbacks import Callbacks
 from demo.config import AppConfig
+from demo.controls import Controls
 
 assert gpu.track_expression.original.__name__ == "track_expression"
 cb = Callbacks(AppConfig(image_size=64))
-assert cb.track.func is gpu.track_expression  # the wrapped function is the tracker
-controls = ("tiny", "cpu", "random", "mask", 0.275)
-session = cb.open_example(None, "birds", "0", *controls)["session"]
-out = cb.run(session, "0", *controls, 2 / 3, 0.5, 0, progress=lambda *a, **k: None)
-assert out["img_sam2"] is not None and "Fusion:" in out["decision"]
+assert cb.ctx.track.func is gpu.track_expression  # the wrapped function is the tracker
+controls = Controls("tiny", "cpu", "random", "mask", 0.275)
+session = cb.cases.open_example(None, "birds/0", controls)["session"]
+out = cb.runs.run(session, "0", controls, 2 / 3, 0.5, 0, progress=lambda *a, **k: None)
+assert out["img_sam2"] is not None and "Fusion:" in out["decision"], out
 assert "Ran SAM2.1 tiny on cpu (RANDOM weights, input 64px)" in out["status"], out["status"]
 assert spaces.calls == [("track_expression", gpu.GPU_BASE_S + 12)], spaces.calls
 session.close()
