@@ -1,8 +1,10 @@
 """The app's one GPU entry point: SAM2 tracking of one expression.
 
 On Hugging Face Spaces (where the ``spaces`` package is installed) :func:`track_expression`
-is wrapped in ``spaces.GPU`` so that ZeroGPU hardware attaches a GPU for the call; elsewhere
-it is a plain function. torch and sam2 are imported only when it first runs.
+is wrapped in ``spaces.GPU`` so that ZeroGPU hardware attaches a GPU for the call, for
+:func:`gpu_duration` seconds; elsewhere it is a plain function. torch and sam2 are imported
+only when it first runs (ZeroGPU forbids CUDA at import time). The checkpoint is fetched
+before the call (the app's Run resolves it first), so no GPU time goes to a download.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from refine.models import ModelSpec
 from refine.pipeline import ExpressionResult, RefineParams, refine_expression
 from refine.stage1 import ExpressionStage1
 
-GPU_DURATION_S = 240
+# ZeroGPU time asked per call: model build, then both propagation passes over every frame.
+GPU_BASE_S = 60
+GPU_PER_FRAME_S = 1.0
 
 
 def track_expression(
@@ -47,6 +51,12 @@ def track_expression(
         raise
 
 
+def gpu_duration(frames: FrameSource, *args: object, **kwargs: object) -> int:
+    """Seconds of GPU that ZeroGPU reserves for one :func:`track_expression` call (same
+    arguments): grows with the number of frames."""
+    return int(GPU_BASE_S + GPU_PER_FRAME_S * len(frames))
+
+
 def release_memory(device: str) -> None:
     """Free what a failed run left: garbage, and CUDA's cached blocks on a CUDA device."""
     gc.collect()
@@ -59,7 +69,7 @@ def release_memory(device: str) -> None:
 if importlib.util.find_spec("spaces") is not None:  # Hugging Face Spaces only
     import spaces
 
-    track_expression = spaces.GPU(duration=GPU_DURATION_S)(track_expression)
+    track_expression = spaces.GPU(duration=gpu_duration)(track_expression)
 
 
 def make_tracker(

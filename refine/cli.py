@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from refine import __version__
 from refine.errors import InputError
 from refine.memory import add_memory_arguments, memory_config
 from refine.models import MODEL_SIZES, RANDOM_WEIGHTS_WARNING, ModelSpec
@@ -221,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="SAM2 mask enhancement and conditional fusion for RVOS results",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"refine {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run(sub)
     _add_convert(sub)

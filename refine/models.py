@@ -67,18 +67,33 @@ class ModelSpec:
             raise InputError("give either a checkpoint or random weights, not both")
 
 
+HUB_CONNECT_TIMEOUT_S = 5.0
+
+
 def download_command(size: str) -> str:
     return f"python checkpoints/download.py {size}"
+
+
+def weights_unavailable(size: str, reason: str) -> InputError:
+    """The one-line error for missing SAM2.1 weights: the model, why, and the ways to
+    provide them (no server paths)."""
+    _, filename, repo = MODEL_SIZES[size]
+    return InputError(
+        f"SAM2.1 {size} weights ({repo}) are not available: {reason}. Provide them by any of: "
+        f"`{download_command(size)}` (puts {filename} in checkpoints/), "
+        f"{filename} in $REFINE_CHECKPOINTS, --checkpoint PATH, a reachable model hub "
+        "(HF_ENDPOINT), or choose random weights to try the software (meaningless masks)"
+    )
 
 
 def resolve_checkpoint(
     size: str, checkpoint: str | None = None, allow_download: bool = True
 ) -> str:
-    """Path of the SAM2.1 checkpoint for ``size``.
-
-    An explicit ``checkpoint`` must exist. Otherwise ``checkpoints/<file>`` (or
-    ``$REFINE_CHECKPOINTS/<file>``) is used, else the file is fetched from the model hub
-    with huggingface_hub (needs internet); failing that, the error says how to get it.
+    """Path of the SAM2.1 checkpoint for ``size``, in this order: an explicit ``checkpoint``
+    (must exist); ``$REFINE_CHECKPOINTS/<file>`` or ``checkpoints/<file>``; the model hub's
+    cache; a download from the model hub (``facebook/sam2.1-hiera-<size>``, huggingface_hub,
+    with a progress bar on stderr) when the hub answers within
+    :data:`HUB_CONNECT_TIMEOUT_S`. Otherwise raises :func:`weights_unavailable`.
     """
     if checkpoint:
         if not os.path.isfile(checkpoint):
@@ -88,19 +103,45 @@ def resolve_checkpoint(
     local = os.path.join(CHECKPOINT_DIR, filename)
     if os.path.isfile(local):
         return local
-    if allow_download:
-        try:
-            from huggingface_hub import hf_hub_download
-            from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
+    try:
+        return hf_hub_download(repo_id=repo, filename=filename, local_files_only=True)
+    except LocalEntryNotFoundError:
+        pass  # not in the hub cache yet
+    if not allow_download:
+        raise weights_unavailable(size, "it is not in checkpoints/ nor in the model-hub cache")
+    reason = hub_unreachable_reason()
+    if reason is None:
+        try:
             return hf_hub_download(repo_id=repo, filename=filename)
         except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as err:
-            log.info("model-hub download of %s failed: %s", filename, err)
-    raise InputError(
-        f"no SAM2.1 {size} checkpoint: {local} is missing and it could not be downloaded from "
-        f"the model hub ({repo}). Run `{download_command(size)}`, pass --checkpoint PATH, "
-        "or use --random-weights to test the software (meaningless masks)"
-    )
+            reason = f"the download failed ({type(err).__name__})"
+            log.info("model-hub download of %s from %s failed: %s", filename, repo, err)
+    raise weights_unavailable(size, reason)
+
+
+def hub_unreachable_reason(timeout_s: float = HUB_CONNECT_TIMEOUT_S) -> str | None:
+    """None when the model hub (``HF_ENDPOINT``) accepts a TCP connection within
+    ``timeout_s``, else why not. A quick check: huggingface_hub itself retries a refused
+    connection for ~25 s before giving up."""
+    import socket
+    import urllib.parse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return "the model hub is switched off (HF_HUB_OFFLINE)"
+    url = urllib.parse.urlsplit(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "", port), timeout=timeout_s):
+            return None
+    except OSError as err:
+        return (
+            f"the model hub {url.hostname} cannot be reached ({err.strerror or type(err).__name__})"
+        )
 
 
 _cache: dict[ModelSpec, object] = {}
