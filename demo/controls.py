@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 
 from refine.errors import InputError
 from refine.inspect import RunSettings
+from refine.memory import MEMORY_MODES, SAM2_MEMORY, MemoryConfig
 from refine.models import MODEL_SIZES, ModelSpec
 from refine.pipeline import RefineParams
 from refine.prompts import PROMPT_KINDS
@@ -30,13 +31,15 @@ FAST_SIZE = next(iter(MODEL_SIZES))  # tiny: the start size without a checkpoint
 
 @dataclass(frozen=True)
 class Controls:
-    """SAM2 size, device, weights, prompt kind and θ as set on the page."""
+    """SAM2 size, device, weights, prompt kind, θ and tracking memory as set on the page
+    (SAMURAI with the challenge fork's settings)."""
 
     size: str = FAST_SIZE
     device: str = DEVICE_AUTO
     weights: str = WEIGHTS_RANDOM
     prompt: str = DEFAULT_PROMPT
     threshold: float = DEFAULT_THRESHOLD
+    memory: str = SAM2_MEMORY.mode
 
     def __post_init__(self) -> None:
         if self.weights not in (WEIGHTS_CHECKPOINT, WEIGHTS_RANDOM):
@@ -54,6 +57,8 @@ class Controls:
         if not 0 <= theta < 1:
             raise InputError(f"θ must lie in [0, 1), got {self.threshold}")
         object.__setattr__(self, "threshold", theta)
+        if self.memory not in MEMORY_MODES:
+            raise InputError(f"memory {self.memory!r} is not one of {list(MEMORY_MODES)}")
 
     @classmethod
     def of(cls, *values: object) -> Controls:
@@ -78,7 +83,7 @@ class Controls:
             seed=0,
             image_size=image_size,
         )
-        return RunSettings(spec, self.threshold, self.prompt)
+        return RunSettings(spec, self.threshold, self.prompt, MemoryConfig(self.memory))
 
 
 CONTROL_NAMES = tuple(f.name for f in fields(Controls))

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from refine.frames import FrameSource
 from refine.inspect import ProgressFn, Tracker, is_out_of_memory
+from refine.memory import SAM2_MEMORY, MemoryConfig
 from refine.models import ModelSpec
 from refine.pipeline import ExpressionResult, RefineParams, refine_expression
 from refine.stage1 import ExpressionStage1
@@ -32,6 +33,7 @@ def track_expression(
     params: RefineParams,
     spec: ModelSpec,
     progress: ProgressFn,
+    memory: MemoryConfig = SAM2_MEMORY,
     cache_mb: float | None = None,
 ) -> ExpressionResult:
     """Selection, prompts, SAM2 propagation and fusion of one expression with SAM2 ``spec``
@@ -42,7 +44,8 @@ def track_expression(
     from refine.feature_cache import DEFAULT_CACHE_MB
     from refine.propagation import Sam2Propagator
 
-    propagator = Sam2Propagator(spec, cache_mb=DEFAULT_CACHE_MB if cache_mb is None else cache_mb)
+    cache = DEFAULT_CACHE_MB if cache_mb is None else cache_mb
+    propagator = Sam2Propagator(spec, cache_mb=cache, memory=memory)
     try:
         return refine_expression(exp_id, exp, frames, propagator, params, progress)
     except (RuntimeError, MemoryError) as err:
@@ -80,8 +83,8 @@ def make_tracker(
     if propagator_factory is None:
         return functools.partial(track_expression, cache_mb=cache_mb)
 
-    def track(frames, exp_id, exp, params, spec, progress):
-        propagator = propagator_factory(spec)
+    def track(frames, exp_id, exp, params, spec, progress, memory=SAM2_MEMORY):
+        propagator = propagator_factory(spec)  # test propagators track one way
         return refine_expression(exp_id, exp, frames, propagator, params, progress)
 
     return track

@@ -27,6 +27,8 @@ from refine.inspect import RunCancelled, Session
 from refine.selection import DEFAULT_THRESHOLD
 
 PROGRESS = gr.Progress()  # Gradio replaces this default with the event's progress tracker
+# a Run may first download the checkpoint: huggingface_hub's tqdm bar shows in the page
+RUN_PROGRESS = gr.Progress(track_tqdm=True)
 NOT_RUNNING = "Nothing is running."
 
 
@@ -85,7 +87,7 @@ class RunHandlers:
         area_ratio: float,
         vote: float,
         t: float | None,
-        progress: gr.Progress = PROGRESS,
+        progress: gr.Progress = RUN_PROGRESS,
         request: gr.Request | None = None,
     ) -> dict:
         """SAM2 enhancement + fusion of the selected expression (cached per settings).

@@ -201,6 +201,13 @@ def _settings(c: dict, config: AppConfig) -> None:
         c["prompt"] = gr.Radio(
             list(PROMPT_KINDS), value=Controls.prompt, label="SAM2 prompt", elem_id="prompt"
         )
+        c["memory"] = gr.Radio(
+            [("SAM2", "sam2"), ("SAMURAI (motion-aware)", "samurai")],
+            value=Controls.memory,
+            label="Tracking memory",
+            info="SAMURAI: Kalman-filter mask choice and memory selection; needs a new run",
+            elem_id="memory",
+        )
         c["threshold"] = gr.Slider(
             0.0,
             0.95,

@@ -102,6 +102,11 @@ def stale_notes(run: CaseRun | None, controls: RunSettings, device_auto: bool) -
         notes.append(f"θ is {controls.threshold:g} but the masks shown used {shown.threshold:g}")
     if shown.prompt != controls.prompt:
         notes.append(f"prompt is {controls.prompt} but the masks shown used {shown.prompt}")
+    if shown.memory != controls.memory:
+        notes.append(
+            f"tracking memory is {controls.memory.mode} but the masks shown used "
+            f"{shown.memory.mode}"
+        )
     s, c = shown.spec, controls.spec
     if s.size != c.size:
         notes.append(f"SAM2 size is {c.size} but the masks shown used {s.size}")

@@ -104,7 +104,12 @@ def fuse(
     return apply_decision(stage1, sam2, decision), decision
 
 
+def union_branch(stage1: np.ndarray, sam2: np.ndarray) -> np.ndarray:
+    """The masks of the fusion's union branch, sam2 ∪ stage1 (any shape, bool)."""
+    return sam2 | stage1
+
+
 def apply_decision(stage1: np.ndarray, sam2: np.ndarray, decision: FusionDecision) -> np.ndarray:
-    """The fusion rule, the one place it is written: sam2 ∪ stage1 if the decision is
+    """The fusion rule, the one place it is written: the union branch if the decision is
     multi, else sam2. Any shape, e.g. a clip [T, H, W] or one frame [H, W] bool."""
-    return (sam2 | stage1) if decision.multi else sam2.copy()
+    return union_branch(stage1, sam2) if decision.multi else sam2.copy()

@@ -186,8 +186,8 @@ class AppOutOfMemory(RuntimeError):
 
 
 def controls(device: str) -> tuple:
-    """The Run settings: size, device, weights, prompt, θ."""
-    return ("tiny", device, "random", "mask", 0.275)
+    """The Run settings: size, device, weights, prompt, θ, tracking memory."""
+    return ("tiny", device, "random", "mask", 0.275, "sam2")
 
 
 def app_run(client, device: str, deadline: float) -> str:

@@ -27,7 +27,7 @@ from gradio_client.exceptions import AppError
 from demo.render import FRAME_OUTPUTS, VIEW_OUTPUTS
 
 VIEW = [name for name in VIEW_OUTPUTS if name != "session"]  # State is not sent to clients
-CONTROLS = ("tiny", "cpu", "random", "mask", 0.275)
+CONTROLS = ("tiny", "cpu", "random", "mask", 0.275, "sam2")
 START_TIMEOUT_S = 300
 
 
@@ -65,7 +65,17 @@ def check_hub_blocked(client: Client) -> None:
     try:
         out = view(
             client.predict(
-                "0", "tiny", "cpu", "checkpoint", "mask", 0.275, 2 / 3, 0.5, 6, api_name="/run"
+                "0",
+                "tiny",
+                "cpu",
+                "checkpoint",
+                "mask",
+                0.275,
+                "sam2",
+                2 / 3,
+                0.5,
+                6,
+                api_name="/run",
             )
         )
         message = html.unescape(str(out["status"]))

@@ -16,7 +16,7 @@ from demo.sessions import SessionStore
 from refine.inspect import DataSource
 from tests.launch import start_app, stop_app, wait_until_up
 
-CONTROLS = ("tiny", "cpu", "random", "mask", 0.275)
+CONTROLS = ("tiny", "cpu", "random", "mask", 0.275, "sam2")
 EXAMPLES = DataSource("examples", EXAMPLES_ROOT, os.path.join(EXAMPLES_ROOT, "stage1"))
 
 

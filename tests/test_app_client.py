@@ -16,7 +16,7 @@ from demo.ui import build_app, launch_kwargs
 from refine.testing import StaticPropagator
 from tests.launch import free_port
 
-CONTROLS = ("tiny", "cpu", "random", "mask", 0.275)
+CONTROLS = ("tiny", "cpu", "random", "mask", 0.275, "sam2")
 VIEW = [k for k in VIEW_OUTPUTS if k != "session"]  # outputs of the view endpoints
 
 

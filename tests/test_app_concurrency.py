@@ -18,7 +18,7 @@ from PIL import Image
 from tests.launch import start_app, stop_app, wait_until_up
 
 CASES = [("birds", "0"), ("birds", "1"), ("ball", "0"), ("ball", "1")]
-CONTROLS = ("tiny", "cpu", "random", "mask", 0.275)
+CONTROLS = ("tiny", "cpu", "random", "mask", 0.275, "sam2")
 TIMEOUT_S = 120  # per user, for the whole flow
 VIEW_CASE_INFO, VIEW_DECISION, VIEW_RUNS = 5, 6, 8  # positions in the /run outputs
 

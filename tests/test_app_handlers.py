@@ -8,6 +8,7 @@ import re
 import types
 import warnings
 import zipfile
+from dataclasses import replace
 from fractions import Fraction
 
 import numpy as np
@@ -20,6 +21,7 @@ from demo.render import VIEW_OUTPUTS
 from demo.ui import launch_kwargs
 from refine.errors import InputError
 from refine.limits import UploadLimits
+from refine.memory import MemoryConfig
 from refine.overlay import STAGE_COLORS, overlay_mask
 from refine.testing import StaticPropagator
 from tests.test_app_session import OomOnce as FailOnce
@@ -378,14 +380,30 @@ def test_sam2_tracker_builds_its_propagator_with_the_cache_bound(monkeypatch):
     made = []
 
     class Spy:
-        def __init__(self, spec, cache_mb):
-            made.append(cache_mb)
+        def __init__(self, spec, cache_mb, memory):
+            made.append((cache_mb, memory.mode))
 
     monkeypatch.setattr(propagation, "Sam2Propagator", Spy)
     monkeypatch.setattr(gpu, "refine_expression", lambda *a: "result")
+    samurai = MemoryConfig("samurai")
     assert gpu.make_tracker(None, 64)(None, "0", None, None, None, None) == "result"
-    assert gpu.make_tracker(None, None)(None, "0", None, None, None, None) == "result"
-    assert made == [64, 4096.0]
+    assert gpu.make_tracker(None, None)(None, "0", None, None, None, None, samurai) == "result"
+    assert made == [(64, "sam2"), (4096.0, "samurai")]
+
+
+def test_the_memory_control_keys_the_run_cache_and_needs_a_new_run(cb, birds, prop):
+    """Switching SAM2 ↔ SAMURAI is a new run (cached apart); the page says so until Run."""
+    samurai = replace(CONTROLS, memory="samurai")
+    assert cb.ctx.settings(samurai).memory == MemoryConfig("samurai")
+    assert cb.ctx.settings(samurai) != cb.ctx.settings(CONTROLS)
+    _run(cb, birds)
+    note = html.unescape(cb.runs.controls_changed(birds, samurai, 0)["status"])
+    assert "tracking memory is samurai but the masks shown used sam2" in note
+    _run(cb, birds, controls=samurai)
+    _run(cb, birds)  # both cached: the third Run tracks nothing
+    assert len(prop.calls) == 2
+    with pytest.raises(InputError, match="memory 'kalman' is not one of"):
+        replace(CONTROLS, memory="kalman")
 
 
 def test_every_handler_answers_before_any_case(cb):

@@ -105,7 +105,7 @@ def test_stop_interrupts_tracking(session):
     _open(session, "birds", "0")
     frames_seen = []
 
-    def slow_track(frames, exp_id, exp, params, spec, progress):
+    def slow_track(frames, exp_id, exp, params, spec, progress, memory):
         for t in range(len(frames)):
             frames_seen.append(t)
             if t == 2:

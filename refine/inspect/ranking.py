@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from refine.errors import InputError
-from refine.fusion import FusionDecision, decide
+from refine.fusion import FusionDecision, decide, union_branch
 from refine.inspect.runs import CaseRun, RunCancelled, RunSettings, Tracker, branch
 
 if TYPE_CHECKING:
@@ -31,7 +31,8 @@ def stage_scores(run: CaseRun, gt: np.ndarray) -> dict:
     from refine.metrics import evaluate_stages
 
     r = run.result
-    return evaluate_stages(gt, {"stage1": r.stage1, "sam2": r.sam2, "union": r.stage1 | r.sam2})
+    union = union_branch(r.stage1, r.sam2)
+    return evaluate_stages(gt, {"stage1": r.stage1, "sam2": r.sam2, "union": union})
 
 
 def fused_scores(scores: dict, decision: FusionDecision) -> dict:

@@ -20,6 +20,7 @@ import numpy as np
 from refine.errors import InputError
 from refine.frames import FrameSource
 from refine.fusion import FusionDecision, apply_decision, decide
+from refine.memory import SAM2_MEMORY, MemoryConfig
 from refine.models import ModelSpec
 from refine.pipeline import ExpressionResult, RefineParams
 from refine.selection import DEFAULT_THRESHOLD
@@ -27,11 +28,12 @@ from refine.stage1 import ExpressionStage1
 
 ProgressFn = Callable[[int, int], None]
 Tracker = Callable[
-    [FrameSource, str, ExpressionStage1, RefineParams, ModelSpec, ProgressFn], ExpressionResult
+    [FrameSource, str, ExpressionStage1, RefineParams, ModelSpec, ProgressFn, MemoryConfig],
+    ExpressionResult,
 ]
-"""(frames, exp_id, stage-1 of the expression, params, model, progress) → ExpressionResult:
-selection, prompts and SAM2 propagation of one expression (e.g. ``refine_expression`` with a
-propagator for the model)."""
+"""(frames, exp_id, stage-1 of the expression, params, model, progress, tracking memory) →
+ExpressionResult: selection, prompts and SAM2 propagation of one expression (e.g.
+``refine_expression`` with a propagator for the model and memory)."""
 
 DEFAULT_CACHE_BYTES = 1_500 * 2**20
 
@@ -73,13 +75,15 @@ class RunSettings:
     spec: ModelSpec
     threshold: float = DEFAULT_THRESHOLD
     prompt: str = "mask"
+    memory: MemoryConfig = SAM2_MEMORY
 
     def describe(self) -> str:
         s = self.spec
         weights = "RANDOM weights" if s.random_weights else "checkpoint"
         size = f", input {s.image_size}px" if s.image_size else ""
+        memory = ", SAMURAI memory" if self.memory.samurai else ""
         return (
-            f"SAM2.1 {s.size} on {s.device} ({weights}{size}), θ = {self.threshold:g}, "
+            f"SAM2.1 {s.size} on {s.device} ({weights}{size}{memory}), θ = {self.threshold:g}, "
             f"{self.prompt} prompts"
         )
 
@@ -257,7 +261,9 @@ def track_run(
     if cancel.is_set():
         raise RunCancelled("stopped before SAM2 started")
     try:
-        result = track(frames, exp_id, exp, settings.params(), settings.spec, on_progress)
+        result = track(
+            frames, exp_id, exp, settings.params(), settings.spec, on_progress, settings.memory
+        )
     except (RuntimeError, MemoryError) as err:
         if not is_out_of_memory(err):
             raise
