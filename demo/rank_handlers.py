@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import gradio as gr
@@ -13,11 +14,13 @@ from demo.run_handlers import PROGRESS, RunHandlers
 from demo.views import plural, rank_table, runs_text
 from refine.errors import InputError
 from refine.inspect import RunCancelled, Session, find_row, rank_expressions, rank_rows
+from refine.memory import MemoryConfig
 
 RANK_CURRENT = "current"
 RANK_ORDER_CHOICES = [
     ("fused J&F (worst first)", "fused"),
     ("change from stage 1 (worst first)", "delta"),
+    ("change between memories: this − other (worst first; runs both)", "memory"),
 ]
 VIDEO_COLUMN, EXP_COLUMN = 1, 2  # columns of the table that name a row's case
 
@@ -57,6 +60,10 @@ class RankHandlers:
             raise InputError(f"the number of expressions to rank must be at least 1, got {limit}")
         items = self._rank_items(session, rank_set)[:limit]
         settings = self.ctx.run_settings(controls)
+        compare = None
+        if rank_order == "memory":  # SAM2 and SAMURAI on every expression
+            other = "sam2" if settings.memory.samurai else "samurai"
+            compare = dataclasses.replace(settings, memory=MemoryConfig(other))
 
         def on_progress(i: int, n: int, label: str) -> None:
             progress((i, n), desc=f"ranking: {label}", unit="expressions")
@@ -65,7 +72,7 @@ class RankHandlers:
         try:
             with self.runs.track(session):
                 rows = rank_expressions(
-                    session, items, settings, self.ctx.track, on_progress, rank_set
+                    session, items, settings, self.ctx.track, on_progress, rank_set, compare
                 )
         except RunCancelled as err:
             gr.Warning(f"ranking stopped ({err})")

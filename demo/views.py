@@ -26,6 +26,7 @@ RANK_HEADERS = [
     "fused J&F",
     "Δ vs stage 1",
     "fusion",
+    "Δ vs other memory",
 ]
 STAGE_NAMES = {"stage1": "stage 1", "sam2": "SAM2-enhanced", "fused": "fused"}
 BRANCH_NAMES = {"union": "union of SAM2 and stage 1", "sam2": "SAM2 only"}
@@ -162,6 +163,7 @@ def metrics_rows(scores: dict | None) -> list[list]:
 def rank_table(ranked: list[tuple[RankRow, FusionDecision]]) -> list[list]:
     rows = []
     for i, (row, d) in enumerate(ranked, start=1):
+        change = row.memory_change(d.area_ratio, d.vote)
         s1 = jf(row.scores["stage1"])
         fused = jf(row.fused_score(d))
         rows.append(
@@ -175,6 +177,7 @@ def rank_table(ranked: list[tuple[RankRow, FusionDecision]]) -> list[list]:
                 _pct(fused),
                 _pct(fused - s1),
                 "union" if branch(d) == "union" else "SAM2",
+                None if change is None else _pct(change),
             ]
         )
     return rows

@@ -480,3 +480,15 @@ def test_start_size_is_tiny_without_a_checkpoint(monkeypatch, tmp_path):
     (tmp_path / "sam2.1_hiera_small.pt").write_bytes(b"x")
     assert AppConfig().start_size() == "small"
     assert AppConfig(model_size="large", random_weights=True).start_size() == "large"
+
+
+def test_rank_by_the_change_between_memories_runs_both(cb, prop):
+    s = cb.cases.open_example(None, "birds/0", CONTROLS)["session"]
+    out = cb.ranks.rank(s, "examples", "fused", 50, CONTROLS, 2 / 3, 0.5, progress=no_progress)
+    assert [row[9] for row in out["rank_table"]] == [None] * 4  # one memory: no change column
+    _fails(cb.ranks.reorder(s, "memory"), "one tracking memory only")
+    out = cb.ranks.rank(s, "examples", "memory", 50, CONTROLS, 2 / 3, 0.5, progress=no_progress)
+    # the fake propagator tracks alike with either memory: every change is 0
+    assert [row[9] for row in out["rank_table"]] == [0.0] * 4
+    assert len(prop.calls) == 6  # 3 tracked expressions × 2 memories
+    s.close()

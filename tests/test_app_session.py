@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import zipfile
+from dataclasses import replace
 from fractions import Fraction
 
 import numpy as np
@@ -27,6 +28,7 @@ from refine.inspect import (
     rank_rows,
 )
 from refine.limits import UploadLimits
+from refine.memory import MemoryConfig
 from refine.models import ModelSpec
 from refine.overlay import Mp4Writer
 from refine.testing import StaticPropagator
@@ -541,3 +543,38 @@ def test_the_cpu_allocators_failure_is_out_of_memory():
         "you tried to allocate 8589934592 bytes. Error code 12 (Cannot allocate memory)"
     )
     assert is_out_of_memory(err)
+
+
+class LosesTheObject(StaticPropagator):
+    """Each object's prompt region on its first frame only: a tracker that loses it."""
+
+    def track(self, frames, prompt_sets, progress=None):
+        for out in super().track(frames, prompt_sets, progress):
+            out[1:] = False
+            yield out
+
+
+def test_rank_by_the_change_between_memories(session, prop):
+    lost = LosesTheObject()
+    by_memory = {"sam2": make_tracker(lambda spec: prop), "samurai": make_tracker(lambda s: lost)}
+
+    def track(frames, exp_id, exp, params, spec, progress, memory):
+        return by_memory[memory.mode](frames, exp_id, exp, params, spec, progress, memory)
+
+    items = [
+        ((EXAMPLES.case_key(v), lambda v=v: EXAMPLES.load_case(v)), e)
+        for v, e, _ in EXAMPLES.expressions()
+    ]
+    samurai = replace(SETTINGS, memory=MemoryConfig("samurai"))
+    one = rank_expressions(session, items, SETTINGS, track, source="examples")
+    with pytest.raises(InputError, match="one tracking memory only"):
+        rank_rows(one, session.area_ratio, session.vote, "memory")
+    rows = rank_expressions(session, items, SETTINGS, track, source="examples", compare=samurai)
+    assert len(prop.calls) == len(lost.calls) == 3  # each memory ran once per tracked expression
+    ranked = rank_rows(rows, session.area_ratio, session.vote, "memory")
+    changes = [r.memory_change(session.area_ratio, session.vote) for r, _ in ranked]
+    assert changes == sorted(changes) and max(changes) > 0  # losing the object costs J&F
+    row = ranked[-1][0]
+    mine = row.fused_score(row.decision(session.area_ratio, session.vote))
+    theirs = row.other.fused_score(row.other.decision(session.area_ratio, session.vote))
+    assert changes[-1] == pytest.approx((mine.J + mine.F - theirs.J - theirs.F) / 2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -16,7 +17,7 @@ from refine.inspect.runs import CaseRun, RunCancelled, RunSettings, Tracker, bra
 if TYPE_CHECKING:
     from refine.inspect.session import CaseLoader, Session
 
-RANK_ORDERS = ("fused", "delta")
+RANK_ORDERS = ("fused", "delta", "memory")
 
 
 def jf(score) -> float:
@@ -52,6 +53,7 @@ class RankRow:
     scores: dict  # "stage1", "sam2", "union" → ExpressionScore
     area_stage1: np.ndarray
     area_sam2: np.ndarray
+    other: RankRow | None = None  # the same expression tracked with the other memory
 
     def decision(self, area_ratio: Fraction, vote: Fraction) -> FusionDecision:
         return decide(self.area_stage1, self.area_sam2, area_ratio, vote)
@@ -59,22 +61,59 @@ class RankRow:
     def fused_score(self, decision: FusionDecision):
         return self.scores[branch(decision)]
 
+    def memory_change(self, area_ratio: Fraction, vote: Fraction) -> float | None:
+        """Fused J&F with this row's memory minus with the other memory (None when the
+        other was not run), each under its own fusion decision at ρ, v."""
+        if self.other is None:
+            return None
+        mine = jf(self.fused_score(self.decision(area_ratio, vote)))
+        return mine - jf(self.other.fused_score(self.other.decision(area_ratio, vote)))
+
 
 def rank_rows(
     rows: Iterable[RankRow], area_ratio: Fraction, vote: Fraction, order: str = "fused"
 ) -> list[tuple[RankRow, FusionDecision]]:
-    """Rows worst first: by fused J&F (``order="fused"``) or by fused − stage-1 J&F
-    (``"delta"``), under ρ, v; ties keep input order."""
+    """Rows worst first: by fused J&F (``order="fused"``), by fused − stage-1 J&F
+    (``"delta"``), or by fused J&F with this memory − with the other memory (``"memory"``,
+    rows ranked with both), under ρ, v; ties keep input order."""
     if order not in RANK_ORDERS:
         raise InputError(f"rank order {order!r} is not one of {list(RANK_ORDERS)}")
+    rows = list(rows)
+    if order == "memory" and any(r.other is None for r in rows):
+        raise InputError(
+            "these rows were ranked with one tracking memory only; rank again with "
+            "'change between memories' to run SAM2 and SAMURAI on each expression"
+        )
     out = [(r, r.decision(area_ratio, vote)) for r in rows]
 
     def key(item: tuple[RankRow, FusionDecision]) -> float:
         row, d = item
         fused = jf(row.fused_score(d))
+        if order == "memory":
+            return row.memory_change(area_ratio, vote)
         return fused - jf(row.scores["stage1"]) if order == "delta" else fused
 
     return sorted(out, key=key)
+
+
+def _scored_row(session, case, exp_id: str, gt, settings, tracker, source: str) -> RankRow:
+    """The row of one expression run (or reused) with ``settings`` and scored against gt."""
+    run = session.runs.get((case.key, exp_id, settings))
+    if run is None:
+        run = session.track(case, exp_id, settings, tracker)
+    if run.scores is None:
+        run.scores = stage_scores(run, gt)
+    r = run.result
+    return RankRow(
+        source,
+        case.key,
+        case.video,
+        exp_id,
+        case.sentence(exp_id),
+        run.scores,
+        r.area_stage1,
+        r.area_sam2,
+    )
 
 
 def find_row(rows: Iterable[RankRow], video: str, exp_id: str) -> RankRow:
@@ -93,10 +132,13 @@ def rank_expressions(
     tracker: Tracker,
     progress: Callable[[int, int, str], None] | None = None,
     source: str = "",
+    compare: RunSettings | None = None,
 ) -> list[RankRow]:
     """Run (or reuse) SAM2 in ``session`` on each (case loader, exp_id) with ground truth
-    and score it; expressions without ground truth are left out. The rows become the
-    session's ranking. ``progress(i, n, label)``; the session's stop request → RunCancelled.
+    and score it; expressions without ground truth are left out. With ``compare`` (e.g. the
+    other tracking memory) each expression is also run with those settings, as the row's
+    ``other``. The rows become the session's ranking. ``progress(i, n, label)``; the
+    session's stop request → RunCancelled.
     """
     items = list(items)
     rows: list[RankRow] = []
@@ -109,25 +151,11 @@ def rank_expressions(
         gt = case.ground_truth(exp_id)
         if gt is None:
             continue
-        run = session.runs.get((case.key, exp_id, settings))
-        if run is None:
-            run = session.track(case, exp_id, settings, tracker)
-        if run.scores is None:
-            run.scores = stage_scores(run, gt)
-        r = run.result
-        sentence = case.sentence(exp_id)
-        rows.append(
-            RankRow(
-                source,
-                case.key,
-                case.video,
-                exp_id,
-                sentence,
-                run.scores,
-                r.area_stage1,
-                r.area_sam2,
-            )
-        )
+        row = _scored_row(session, case, exp_id, gt, settings, tracker, source)
+        if compare is not None:
+            other = _scored_row(session, case, exp_id, gt, compare, tracker, source)
+            row = dataclasses.replace(row, other=other)
+        rows.append(row)
     if progress is not None:
         progress(len(items), len(items), "done")
     session.ranking = rows
