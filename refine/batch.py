@@ -61,6 +61,7 @@ class BatchConfig:
             "random_weights": s.random_weights,
             "seed": s.seed if s.random_weights else None,
             "image_size": s.image_size,
+            "fill_holes": s.fill_holes,
         }
         return {
             "model": model,

@@ -32,6 +32,14 @@ def _add_run(sub) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="seed for --random-weights and points")
     p.add_argument("--image-size", type=int, metavar="N", help="SAM2 input size (multiple of 32)")
+    p.add_argument(
+        "--fill-holes",
+        type=int,
+        default=0,
+        metavar="PX",
+        help="fill background holes of at most PX pixels in SAM2's masks, as sam2 with its "
+        "CUDA extension did in the challenge (8); default 0: off",
+    )
     d = p.add_mutually_exclusive_group()
     d.add_argument("--device", default=None, help="cpu, cuda:N or mps (default: cuda:0 if present)")
     d.add_argument("--gpus", "--gids", nargs="+", type=int, metavar="ID", help="one worker per GPU")
@@ -115,6 +123,7 @@ def cmd_run(args) -> int:
         random_weights=args.random_weights,
         seed=args.seed,
         image_size=args.image_size,
+        fill_holes=args.fill_holes,
     )
     if spec.random_weights:
         print(f"\n{'!' * 80}\n{RANDOM_WEIGHTS_WARNING}\n{'!' * 80}\n", file=sys.stderr)

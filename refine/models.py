@@ -11,6 +11,7 @@ import threading
 from dataclasses import dataclass
 
 from refine.errors import InputError
+from refine.names import check_device_name
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,9 @@ RANDOM_WEIGHTS_WARNING = (
 @dataclass(frozen=True)
 class ModelSpec:
     """Which SAM2 to build. ``checkpoint=None`` with ``random_weights`` gives an untrained model
-    seeded with ``seed``; ``image_size`` (a multiple of 32) overrides the input size."""
+    seeded with ``seed``; ``image_size`` (a multiple of 32) overrides the input size;
+    ``fill_holes`` > 0 fills background holes of at most that many pixels in each frame's
+    low-resolution mask, as sam2 with its CUDA extension does (the challenge used 8)."""
 
     size: str = "large"
     device: str = "cpu"
@@ -57,6 +60,7 @@ class ModelSpec:
     random_weights: bool = False
     seed: int = 0
     image_size: int | None = None
+    fill_holes: int = 0
 
     def __post_init__(self) -> None:
         if self.size not in MODEL_SIZES:
@@ -65,6 +69,12 @@ class ModelSpec:
             raise InputError(f"image size {self.image_size} must be a positive multiple of 32")
         if self.random_weights and self.checkpoint:
             raise InputError("give either a checkpoint or random weights, not both")
+        if isinstance(self.fill_holes, bool) or not isinstance(self.fill_holes, int):
+            raise InputError(
+                f"--fill-holes must be a whole number of pixels, got {self.fill_holes!r}"
+            )
+        if self.fill_holes < 0:
+            raise InputError(f"--fill-holes must be ≥ 0 pixels, got {self.fill_holes}")
 
 
 HUB_CONNECT_TIMEOUT_S = 5.0
@@ -161,6 +171,7 @@ def build_predictor(spec: ModelSpec):  # -> SAM2VideoPredictor
     import torch
     from sam2.build_sam import build_sam2_video_predictor
 
+    from refine.fill_holes import enable_hole_filling
     from refine.sam2_patches import patch_predictor
 
     config, _, _ = MODEL_SIZES[spec.size]
@@ -175,17 +186,21 @@ def build_predictor(spec: ModelSpec):  # -> SAM2VideoPredictor
     predictor = build_sam2_video_predictor(
         config, ckpt, device=spec.device, hydra_overrides_extra=overrides
     )
-    # Without the CUDA extension hole filling is skipped with a warning per frame;
-    # the masks are the same either way (DESIGN §5).
-    predictor.fill_hole_area = 0
+    # sam2's default build sets fill_hole_area = 8, which needs its CUDA extension: without
+    # it sam2 warns on every frame and fills nothing, so its masks then differ from those of
+    # a build with the extension (the challenge's) by background holes of ≤ 8 px. refine
+    # fills holes only when asked (spec.fill_holes, --fill-holes), with the extension or
+    # with OpenCV's connected components (refine.fill_holes) — the same masks either way.
+    enable_hole_filling(predictor, spec.fill_holes)
     patch_predictor(predictor)
     return predictor
 
 
 def check_device(device: str) -> None:
-    """Raise InputError if ``device`` does not exist here."""
+    """Raise InputError if ``device`` is not a device name or does not exist here."""
     import torch
 
+    check_device_name(device)
     if device == "cpu":
         return
     if device == "mps":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import types
 import warnings
 
@@ -54,3 +55,39 @@ def test_holes_up_to_max_area_are_filled_larger_ones_kept():
 def test_negative_area_is_refused():
     with pytest.raises(ValueError, match="-1"):
         enable_hole_filling(types.SimpleNamespace(fill_hole_area=0), -1)
+
+
+EXAMPLES_ROOT = os.path.join(os.path.dirname(__file__), "..", "examples", "data")
+
+
+def test_model_spec_checks_fill_holes():
+    from refine.errors import InputError
+    from refine.models import ModelSpec
+
+    assert ModelSpec("tiny", fill_holes=8).fill_holes == 8
+    for bad in (-1, 2.5, True):
+        with pytest.raises(InputError, match="--fill-holes"):
+            ModelSpec("tiny", fill_holes=bad)
+
+
+def test_a_run_with_fill_holes_fills_without_sam2_warnings():
+    """Random-weight tiny SAM2 on the birds example: sam2's hole filling runs on every frame
+    without its CUDA extension (no "Skipping the post-processing" warning)."""
+    from refine.dataset import MevisDataset
+    from refine.models import ModelSpec, get_predictor
+    from refine.pipeline import refine_video
+    from refine.propagation import Sam2Propagator
+    from refine.stage1 import load_video_stage1
+
+    spec = ModelSpec("tiny", "cpu", random_weights=True, image_size=64, fill_holes=8)
+    info = MevisDataset(EXAMPLES_ROOT).video("birds")
+    frames = info.frame_source()
+    size = (frames.height, frames.width)
+    _, stage1 = load_video_stage1(
+        f"{EXAMPLES_ROOT}/stage1", "birds", info.frame_names, size, info.expressions
+    )
+    assert get_predictor(spec).fill_hole_area == 8
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        results = refine_video(frames, stage1, Sam2Propagator(spec), exp_ids=["0"])
+    assert results[0].sam2.shape == (12, *size)

@@ -39,6 +39,8 @@ def test_settings_record_what_the_masks_depend_on(tmp_path):
     assert s["device"] == "cpu"
     assert s["memory"] == {"mode": "sam2"}
     assert s["prompt"] == "mask" and s["model"]["image_size"] == 128
+    assert s["model"]["fill_holes"] == 0
+    assert config(tmp_path, fill_holes=8).settings()["model"]["fill_holes"] == 8
     assert json.loads(json.dumps(s)) == s
 
 
