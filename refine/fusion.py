@@ -1,4 +1,4 @@
-"""Conditional mask fusion (DESIGN §2 step 6).
+"""Conditional mask fusion (design §2 step 6).
 
 Per frame, ``ori`` is the union of the kept queries' stage-1 masks and ``sam`` the
 union of SAM2's object masks. A frame is *valid* when both bounding boxes have a

@@ -1,4 +1,4 @@
-"""Video + stage-1 results → per expression stage-1, SAM2 and fused masks (DESIGN §2)."""
+"""Video + stage-1 results → per expression stage-1, SAM2 and fused masks (design §2)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from refine.upsample import upsample_masks
 
 @dataclass(frozen=True)
 class RefineParams:
-    """Algorithm settings, defaults of DESIGN §2."""
+    """Algorithm settings, defaults of design §2."""
 
     threshold: float = DEFAULT_THRESHOLD
     area_ratio: Fraction = DEFAULT_AREA_RATIO

@@ -1,4 +1,4 @@
-"""SAM2 prompts for kept queries (DESIGN §2 step 4): mask (default), box or points."""
+"""SAM2 prompts for kept queries (design §2 step 4): mask (default), box or points."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Propagators: prompts on a video → per-object masks on every frame (DESIGN §2 step 5).
+"""Propagators: prompts on a video → per-object masks on every frame (design §2 step 5).
 
 :class:`Sam2Propagator` runs SAM2; tests use fakes with the same ``track`` method.
 """

@@ -1,4 +1,4 @@
-"""Small, documented adaptations of sam2 1.1.0's video predictor (DESIGN §5).
+"""Small, documented adaptations of sam2 1.1.0's video predictor (design §5).
 
 * memory attention input upcast to float32: sam2 stores memories in bfloat16; on a
   frame where an object has memories but no object pointer yet the memory stays

@@ -1,4 +1,4 @@
-"""Query selection (DESIGN §2 step 2) and prompt frames (step 4)."""
+"""Query selection (design §2 step 2) and prompt frames (step 4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Stage-1 mask logits → binary masks at video resolution (DESIGN §2 step 3)."""
+"""Stage-1 mask logits → binary masks at video resolution (design §2 step 3)."""
 
 from __future__ import annotations
 

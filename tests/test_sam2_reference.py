@@ -1,6 +1,6 @@
-"""`refine run` vs an independent implementation of DESIGN §2 on the same random SAM2.
+"""`refine run` vs an independent implementation of design §2 on the same random SAM2.
 
-The reference below is written from DESIGN §2 alone: it reads the npz with numpy,
+The reference below is written from design §2 alone: it reads the npz with numpy,
 selects queries with torch, uses SAM2's own ``init_state`` on the JPEG folder (all
 frames decoded up front, SAM2's one-frame feature cache), one state per expression,
 forward then reverse propagation, and the fusion rule with integer arithmetic. The only
