@@ -51,7 +51,7 @@ def fake_sam2(monkeypatch):
     monkeypatch.setattr(propagation, "get_predictor", lambda spec: pred)
     import refine.sam2_patches
 
-    def new_state(predictor, images, h, w, cache):
+    def new_state(predictor, images, h, w, cache, memory):
         return {"objects": 0, "output_dict_per_obj": {}}
 
     monkeypatch.setattr(refine.sam2_patches, "new_inference_state", new_state)
