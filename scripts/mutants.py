@@ -23,9 +23,13 @@ class Mutant:
 SEL = ("tests/test_selection.py", "tests/test_pipeline.py")
 PROMPTS = ("tests/test_prompts.py", "tests/test_pipeline.py")
 METRICS = ("tests/test_metrics.py",)
-PNG = ("tests/test_mask_reading.py", "tests/test_cli.py")
-FUSION = ("tests/test_fusion.py", "tests/test_pipeline.py")
-ENGINE = ("tests/test_engine.py", "tests/test_sam2_reference.py")
+PNG = ("tests/test_fast_rules.py", "tests/test_mask_reading.py")
+FUSION = ("tests/test_fusion.py", "tests/test_pipeline.py", "tests/test_streaming.py")
+UPSAMPLE = ("tests/test_fast_rules.py", "tests/test_streaming.py")
+ORDER = ("tests/test_fast_rules.py",)
+PRUNING = (
+    "tests/test_sam2_reference.py::test_pruned_states_match_plain_sam2_on_a_clip_longer_than_the_window",
+)
 TESTS = (*SEL, *FUSION, *METRICS)
 
 MUTANTS: list[Mutant] = [
@@ -144,5 +148,120 @@ MUTANTS: list[Mutant] = [
         "np.where(mask, np.uint8(1), np.uint8(0))",
         "PNG foreground value 255 → 1",
         PNG,
+    ),
+    # upsampling of stage-1 logits (step 3)
+    Mutant(
+        "refine/upsample.py",
+        'mode="bilinear", align_corners=False',
+        'mode="nearest"',
+        "nearest instead of bilinear upsampling",
+        UPSAMPLE,
+    ),
+    Mutant(
+        "refine/upsample.py",
+        'mode="bilinear", align_corners=False',
+        'mode="bilinear", align_corners=True',
+        "align_corners=True",
+        UPSAMPLE,
+    ),
+    Mutant(
+        "refine/upsample.py",
+        "out[s : s + step] = (y > 0).numpy()",
+        "out[s : s + step] = (y >= 0).numpy()",
+        "stage-1 foreground at logit ≥ 0",
+        UPSAMPLE,
+    ),
+    # propagation order, logit threshold, pruning window (step 5)
+    Mutant(
+        "refine/propagation.py",
+        "return (logits[:, 0] > 0).cpu().numpy()",
+        "return (logits[:, 0] >= 0).cpu().numpy()",
+        "SAM2 foreground at logit ≥ 0",
+        ORDER,
+    ),
+    Mutant(
+        "refine/propagation.py",
+        "for reverse in (False, True):",
+        "for reverse in (True, False):",
+        "reverse pass first (forward wins)",
+        ORDER,
+    ),
+    Mutant(
+        "refine/propagation.py",
+        "order = range(max(r.start for r in runs), -1, -1)",
+        "order = range(max(r.start for r in runs), 0, -1)",
+        "reverse pass stops before frame 0",
+        ORDER,
+    ),
+    Mutant(
+        "refine/propagation.py",
+        "if (t <= r.start and r.start > 0) if reverse else t >= r.start:",
+        "if (t < r.start and r.start > 0) if reverse else t >= r.start:",
+        "reverse pass skips the start frame (forward wins there)",
+        ORDER,
+    ),
+    Mutant(
+        "refine/propagation.py",
+        "return max(p.num_maskmem, p.max_obj_ptrs_in_encoder) + 1",
+        "return max(p.num_maskmem, p.max_obj_ptrs_in_encoder) - 2",
+        "pruning window 3 frames too short",
+        PRUNING,
+    ),
+    # fusion (step 6)
+    Mutant(
+        "refine/fusion.py",
+        "shrunk = valid & (a2 * rho.denominator < a1 * rho.numerator)",
+        "shrunk = valid & (a2 * rho.denominator <= a1 * rho.numerator)",
+        "shrunk at area(sam) = ρ·area(ori)",
+        FUSION,
+    ),
+    Mutant(
+        "refine/fusion.py",
+        "multi = n_shrunk * v.denominator > n_valid * v.numerator",
+        "multi = n_shrunk * v.denominator >= n_valid * v.numerator",
+        "multi when shrunk = v·valid",
+        FUSION,
+    ),
+    Mutant(
+        "refine/fusion.py",
+        "valid = (a1 > 0) & (a2 > 0)",
+        "valid = (a1 > 0) | (a2 > 0)",
+        "a frame is valid when either area is positive",
+        FUSION,
+    ),
+    Mutant(
+        "refine/fusion.py",
+        "(rmax - rmin) * (cmax - cmin), 0)",
+        "(rmax - rmin + 1) * (cmax - cmin + 1), 0)",
+        "box area with +1",
+        FUSION,
+    ),
+    Mutant(
+        "refine/fusion.py",
+        "DEFAULT_AREA_RATIO = Fraction(2, 3)",
+        "DEFAULT_AREA_RATIO = Fraction(3, 4)",
+        "default ρ 2/3 → 3/4",
+        FUSION,
+    ),
+    Mutant(
+        "refine/fusion.py",
+        "DEFAULT_VOTE = Fraction(1, 2)",
+        "DEFAULT_VOTE = Fraction(1, 3)",
+        "default v 1/2 → 1/3",
+        FUSION,
+    ),
+    Mutant(
+        "refine/fusion.py",
+        "    return sam2 | stage1",
+        "    return sam2 & stage1",
+        "union branch as an intersection",
+        FUSION,
+    ),
+    Mutant(
+        "refine/fusion.py",
+        "return union_branch(stage1, sam2) if decision.multi else sam2.copy()",
+        "return union_branch(stage1, sam2) if not decision.multi else sam2.copy()",
+        "branches swapped",
+        FUSION,
     ),
 ]

@@ -49,3 +49,14 @@ def test_build_prompts_kinds():
     assert pp[1].kind == "box"  # empty mask: nothing to sample, falls back to the box
     with pytest.raises(ValueError, match="prompt kind"):
         build_prompts("scribble", frames, masks, boxes, (10, 10))
+
+
+def test_points_prompts_take_20_points_by_default():
+    """design §2 step 4: 20 points per query, for build_prompts and the pipeline's params."""
+    from refine.pipeline import RefineParams
+
+    masks = np.ones((1, 10, 10), bool)
+    boxes = np.array([[0.5, 0.5, 0.2, 0.2]], np.float32)
+    (p,) = build_prompts("points", np.array([0]), masks, boxes, (10, 10))
+    assert p.points.shape == (20, 2)
+    assert RefineParams().num_points == 20
