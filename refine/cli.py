@@ -5,19 +5,21 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from refine import __version__
 from refine.errors import InputError
+from refine.fusion import DEFAULT_AREA_RATIO, DEFAULT_VOTE
 from refine.memory import add_memory_arguments, memory_config
 from refine.models import MODEL_SIZES, RANDOM_WEIGHTS_WARNING, ModelSpec
 from refine.names import check_device_name
+from refine.pipeline import RefineParams
 from refine.prompts import PROMPT_KINDS
 from refine.propagation import DEFAULT_CACHE_MB, PRECISIONS, SCHEDULES
+from refine.selection import DEFAULT_THRESHOLD
 
 
-def _add_run(sub) -> None:
-    p = sub.add_parser("run", help="SAM2 enhancement + conditional fusion over a data set")
+def _run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, metavar="ROOT", help="MeViS-layout root")
     p.add_argument("--stage1", required=True, metavar="DIR", help="folder of <video>.npz")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
@@ -53,10 +55,16 @@ def _add_run(sub) -> None:
     p.add_argument(
         "--precision", default="auto", choices=PRECISIONS, help="auto: fp16 on CUDA, else fp32"
     )
-    p.add_argument("--threshold", type=float, default=0.275, help="query score threshold θ")
-    p.add_argument("--area-ratio", default="2/3", help="fusion area ratio ρ (e.g. 2/3 or 0.6)")
-    p.add_argument("--vote", default="1/2", help="fusion vote v")
-    p.add_argument("--prompt", default="mask", choices=PROMPT_KINDS)
+    p.add_argument(
+        "--threshold", type=float, default=DEFAULT_THRESHOLD, help="query score threshold θ"
+    )
+    p.add_argument(
+        "--area-ratio",
+        default=str(DEFAULT_AREA_RATIO),
+        help="fusion area ratio ρ (e.g. 2/3 or 0.6)",
+    )
+    p.add_argument("--vote", default=str(DEFAULT_VOTE), help="fusion vote v")
+    p.add_argument("--prompt", default=RefineParams.prompt, choices=PROMPT_KINDS)
     p.add_argument("--resume", action="store_true", help="skip expressions already complete")
     p.add_argument(
         "--resume-any",
@@ -81,7 +89,6 @@ def _add_run(sub) -> None:
         help="lockstep: all expressions of a video share one sweep (default); sequential: one by one",
     )
     add_memory_arguments(p)
-    p.set_defaults(func=cmd_run)
 
 
 def _devices(args) -> list[str]:
@@ -103,7 +110,6 @@ def _devices(args) -> list[str]:
 def cmd_run(args) -> int:
     from refine.batch import BatchConfig, run_batch
     from refine.fusion import as_fraction
-    from refine.pipeline import RefineParams
 
     devices = _devices(args)
     try:
@@ -178,11 +184,7 @@ def _print_eval(cfg, videos: list[str]) -> None:
     print(f"per-expression scores: {path}", file=sys.stderr)
 
 
-def _add_convert(sub) -> None:
-    p = sub.add_parser(
-        "convert-referdino",
-        help="convert the challenge code's pickled Annotations_intermediate/*.npz to the safe format",
-    )
+def _convert_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("in_dir", metavar="IN_DIR")
     p.add_argument("out_dir", metavar="OUT_DIR")
     p.add_argument(
@@ -191,7 +193,6 @@ def _add_convert(sub) -> None:
         help="I trust these files: loading them runs code from them (pickle)",
     )
     p.add_argument("--frames-root", metavar="DIR", help="JPEGImages folder holding <video>/ frames")
-    p.set_defaults(func=cmd_convert)
 
 
 def cmd_convert(args) -> int:
@@ -202,11 +203,9 @@ def cmd_convert(args) -> int:
     return 0
 
 
-def _add_zip(sub) -> None:
-    p = sub.add_parser("zip", help="make the MeViS submission zip of an output folder")
+def _zip_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("out_dir", metavar="OUT_DIR")
     p.add_argument("zip_path", metavar="FILE.zip")
-    p.set_defaults(func=cmd_zip)
 
 
 def cmd_zip(args) -> int:
@@ -217,12 +216,37 @@ def cmd_zip(args) -> int:
     return 0
 
 
-def _add_bench(sub) -> None:
-    from refine import bench
+Command = tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[..., int]]
 
-    p = sub.add_parser("bench", help="benchmark our schedule against the challenge code's")
-    bench.add_arguments(p)
-    p.set_defaults(func=bench.run)
+
+def commands() -> list[Command]:
+    """Every subcommand as (name, help, add_arguments(parser), run(args) → exit status): the
+    one way a subcommand is registered."""
+    from refine import bench, evaluate_cli
+
+    return [
+        ("run", "SAM2 enhancement + conditional fusion over a data set", _run_arguments, cmd_run),
+        (
+            "evaluate",
+            "score predicted masks against ground truth (J, F, J&F)",
+            evaluate_cli.add_arguments,
+            evaluate_cli.run_evaluate,
+        ),
+        (
+            "convert-referdino",
+            "convert the challenge code's pickled Annotations_intermediate/*.npz to the safe "
+            "format",
+            _convert_arguments,
+            cmd_convert,
+        ),
+        ("zip", "make the MeViS submission zip of an output folder", _zip_arguments, cmd_zip),
+        (
+            "bench",
+            "benchmark our schedule against the challenge code's",
+            bench.add_arguments,
+            bench.run,
+        ),
+    ]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -233,13 +257,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("--version", action="version", version=f"refine {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    _add_run(sub)
-    _add_convert(sub)
-    _add_zip(sub)
-    _add_bench(sub)
-    from refine import evaluate_cli
-
-    evaluate_cli.add_parser(sub)
+    for name, help_text, add_arguments, run in commands():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        add_arguments(p)
+        p.set_defaults(func=run)
     return parser
 
 

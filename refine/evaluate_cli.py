@@ -38,7 +38,7 @@ from refine.mask_io import read_mask_png
 from refine.metrics import ExpressionScore, evaluate_expression, summarize
 from refine.rle import RLE
 
-__all__ = ["add_parser", "run_evaluate"]
+__all__ = ["add_arguments", "run_evaluate"]
 
 
 def _positive_int(text: str) -> int:
@@ -51,13 +51,8 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register the ``evaluate`` subcommand (sets ``func=run_evaluate``)."""
-    p = subparsers.add_parser(
-        "evaluate",
-        help="score predicted masks against ground truth (J, F, J&F)",
-        description=__doc__.splitlines()[0].split(": ", 1)[-1],
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``evaluate`` subcommand's arguments (read by :func:`run_evaluate`)."""
     p.add_argument(
         "--data",
         required=True,
@@ -85,7 +80,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="count missing predicted frames/expressions as empty masks",
     )
-    p.set_defaults(func=run_evaluate)
 
 
 @dataclass(frozen=True)
@@ -193,7 +187,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     """Evaluate ``args.pred``; print J, F, J&F (percent) and optionally write JSON.
 
     ``args`` has ``data``, ``pred``, ``gt`` (or None), ``json`` (or None),
-    ``workers`` and ``allow_missing``, as ``add_parser`` defines them.
+    ``workers`` and ``allow_missing``, as :func:`add_arguments` defines them.
 
     Returns:
         0 on success.

@@ -23,7 +23,7 @@ from pycocotools import mask as cocomask
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from refine.evaluate_cli import add_parser
+from refine.cli import build_parser
 from refine.metrics import evaluate_expression
 
 H, W = 480, 854
@@ -82,9 +82,7 @@ def main() -> None:
         data, pred = build_split(tmp, opts.frames, opts.seed)
         print(f"setup (untimed): {time.perf_counter() - t0:.1f} s")
 
-        parser = argparse.ArgumentParser()
-        add_parser(parser.add_subparsers())
-        args = parser.parse_args(
+        args = build_parser().parse_args(
             ["evaluate", "--data", data, "--pred", pred, "--workers", str(opts.workers)]
         )
         t0 = time.perf_counter()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from pathlib import Path
@@ -12,8 +11,9 @@ import numpy as np
 import pytest
 from pycocotools import mask as cocomask
 
+from refine.cli import build_parser
 from refine.errors import InputError
-from refine.evaluate_cli import add_parser, run_evaluate
+from refine.evaluate_cli import run_evaluate
 from refine.ground_truth import (
     Expression,
     expression_gt_from_mask_dict,
@@ -95,8 +95,7 @@ def write_preds(pred: Path, masks: dict[str, np.ndarray], video: str = "v1") -> 
 
 
 def evaluate(tmp_path: Path, *argv: str) -> tuple[int, dict]:
-    parser = argparse.ArgumentParser()
-    add_parser(parser.add_subparsers())
+    parser = build_parser()
     out = tmp_path / "scores.json"
     args = parser.parse_args(["evaluate", *argv, "--json", str(out)])
     assert args.func is run_evaluate
@@ -367,8 +366,7 @@ def test_cli_gt_video_not_in_meta_is_an_error(tmp_path: Path) -> None:
 
 
 def test_cli_rejects_bad_workers(tmp_path: Path) -> None:
-    parser = argparse.ArgumentParser()
-    add_parser(parser.add_subparsers())
+    parser = build_parser()
     with pytest.raises(SystemExit):
         parser.parse_args(["evaluate", "--data", "d", "--pred", "p", "--workers", "0"])
 

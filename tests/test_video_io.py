@@ -13,8 +13,8 @@ from PIL import Image
 from refine.errors import InputError
 from refine.limits import UploadLimits
 from refine.overlay import Mp4Writer
+from refine.upload_zip import check_zip_member_name
 from refine.video_io import (
-    check_zip_member_name,
     read_frames_zip,
     read_masks_zip,
     read_video,

@@ -132,7 +132,7 @@ def _uploaded_sentences(meta_path: str | None, stage1_zip: str | None, video: st
         if len(data) > MAX_META_BYTES:
             raise InputError(f"{where}: over {MAX_META_BYTES // 2**20} MiB; is it the right file?")
     elif stage1_zip:
-        from refine.video_io import read_zip_file_named
+        from refine.upload_zip import read_zip_file_named
 
         where = f"{os.path.basename(stage1_zip)}/{META_NAME}"
         data = read_zip_file_named(stage1_zip, META_NAME, MAX_META_BYTES)
