@@ -492,3 +492,12 @@ def test_rank_by_the_change_between_memories_runs_both(cb, prop):
     assert [row[9] for row in out["rank_table"]] == [0.0] * 4
     assert len(prop.calls) == 6  # 3 tracked expressions × 2 memories
     s.close()
+
+
+def test_a_non_default_theta_reaches_the_pipeline(cb, prop, birds):
+    """θ from the page decides which queries are kept (here: none at 0.95)."""
+    out = _run(cb, birds, controls=replace(CONTROLS, threshold=0.95))
+    assert "No query passed θ = 0.95" in out["decision"]
+    assert prop.calls == []  # nothing kept: SAM2 is not run
+    _run(cb, birds)
+    assert len(prop.calls) == 1 and len(prop.calls[0]) == 2  # both birds kept at 0.275
