@@ -177,6 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"longest uploaded video file in seconds (default {d.max_duration_s:g})",
     )
     p.add_argument(
+        "--max-queries",
+        type=int,
+        default=d.max_queries,
+        metavar="N",
+        help=f"most queries per expression of an uploaded stage-1 npz (default {d.max_queries})",
+    )
+    p.add_argument(
         "--fake-sam2",
         action="store_true",
         help="UI test mode: no SAM2; each object's mask is its stage-1 prompt on every frame",
@@ -185,13 +192,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def limits_from_args(args: argparse.Namespace) -> UploadLimits:
-    """UploadLimits from --max-upload-mb, --max-frames, --max-pixels, --max-duration (the
-    zip bounds keep their defaults)."""
+    """UploadLimits from --max-upload-mb, --max-frames, --max-pixels, --max-duration,
+    --max-queries (the zip bounds keep their defaults)."""
     flags = {
         "--max-upload-mb": args.max_upload_mb,
         "--max-frames": args.max_frames,
         "--max-pixels": args.max_pixels,
         "--max-duration": args.max_duration,
+        "--max-queries": args.max_queries,
     }
     for flag, value in flags.items():
         if not value > 0:
@@ -201,6 +209,7 @@ def limits_from_args(args: argparse.Namespace) -> UploadLimits:
         max_frames=args.max_frames,
         max_frame_pixels=args.max_pixels,
         max_duration_s=args.max_duration,
+        max_queries=args.max_queries,
     )
 
 

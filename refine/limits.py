@@ -40,7 +40,10 @@ class UploadLimits:
     max_decoded_bytes: RGB bytes of all decoded frames together;
     max_zip_entries: entries of a zip (masks: frames × expressions);
     max_unpacked_bytes: total uncompressed size of a zip or a stage-1 npz;
-    max_zip_ratio: compression ratio of any zip entry over 1 MiB (zip bombs).
+    max_zip_ratio: compression ratio of any zip or npz entry over 1 MiB (zip bombs);
+    max_queries: candidate objects (queries) per expression of an uploaded stage-1 npz; with
+        the frames and the frame size they bound the stage-1 work (frames × queries × pixels
+        ≤ max_decoded_bytes) before any mask is upsampled.
     """
 
     max_upload_bytes: int = 200 * MB
@@ -51,6 +54,27 @@ class UploadLimits:
     max_zip_entries: int = 20_000
     max_unpacked_bytes: int = 2048 * MB
     max_zip_ratio: float = 200.0
+    max_queries: int = 50
+
+    def check_stage1_work(
+        self, exp_id: str, frames: int, queries: int, size: tuple[int, int], source: str
+    ) -> None:
+        """InputError when an expression's stage-1 masks would cost more than these limits
+        once upsampled to the video size: more than :attr:`max_queries` queries, or frames ×
+        queries × H × W over :attr:`max_decoded_bytes`."""
+        if queries > self.max_queries:
+            raise InputError(
+                f"{source}: expression {exp_id!r} has {queries} queries; at most "
+                f"{self.max_queries} per expression are accepted (keep the model's top queries)"
+            )
+        work = frames * queries * size[0] * size[1]
+        if work > self.max_decoded_bytes:
+            raise InputError(
+                f"{source}: expression {exp_id!r} has {queries} queries x {frames} frames of "
+                f"{size[1]}x{size[0]}: {format_bytes(work)} of masks at the video size, over "
+                f"the limit of {format_bytes(self.max_decoded_bytes)}; upload fewer queries or "
+                "a shorter clip"
+            )
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -148,11 +148,24 @@ def _scalar_str(arr: np.ndarray, key: str, source: str) -> str:
     return str(arr)
 
 
-def load_stage1_npz(path: str, max_bytes: int | None = None, lazy: bool = False) -> VideoStage1:
+def _check_ratios(infos: list[zipfile.ZipInfo], max_ratio: float, path: str) -> None:
+    for info in infos:
+        ratio = info.file_size / max(info.compress_size, 1)
+        if info.file_size > 2**20 and ratio > max_ratio:
+            raise InputError(
+                f"{path}: member {info.filename!r} expands {ratio:.0f}x (limit {max_ratio:.0f}x);"
+                " this looks like an npz bomb"
+            )
+
+
+def load_stage1_npz(
+    path: str, max_bytes: int | None = None, lazy: bool = False, max_ratio: float | None = None
+) -> VideoStage1:
     """Load ``<video>.npz`` in the safe format (design §3), validating everything.
 
     ``max_bytes`` bounds the total uncompressed size, checked from the archive's
-    directory before any array is read (a small file can unpack to gigabytes).
+    directory before any array is read (a small file can unpack to gigabytes);
+    ``max_ratio`` bounds the compression ratio of each member over 1 MiB (npz bombs).
     ``lazy``: each expression's masks, once validated, are let go and read again from
     the file when indexed (:class:`~refine.npz_member.NpzMember`), so that memory holds
     one expression's masks at a time.
@@ -175,6 +188,8 @@ def load_stage1_npz(path: str, max_bytes: int | None = None, lazy: bool = False)
                     f"{path}: unpacks to {format_bytes(total)}, over the limit of "
                     f"{format_bytes(max_bytes)}"
                 )
+        if max_ratio is not None:
+            _check_ratios(data.zip.infolist(), max_ratio, path)
         raw = [n for n in data.zip.namelist() if not n.endswith(".npy")]
         if raw:
             raise InputError(

@@ -94,12 +94,20 @@ class Case:
         return self._gt_cache[exp_id]
 
 
+_PREVIEW_CHUNK = 16 * 2**20  # float32 elements upsampled at once (64 MB)
+
+
 def stage1_preview(exp: ExpressionStage1, threshold: float, size: tuple[int, int]) -> np.ndarray:
-    """Stage-1 union of the queries kept at θ, without SAM2: [T, H, W] bool."""
+    """Stage-1 union of the queries kept at θ, without SAM2: [T, H, W] bool. Built a frame
+    and a few queries at a time, so that the work in memory is bounded by the frame size,
+    not by frames × queries."""
     kept = select_queries(exp.scores, threshold)
-    if len(kept) == 0:
-        return np.zeros((exp.num_frames, *size), dtype=bool)
-    return upsample_masks(exp.masks[:, kept], size).any(axis=1)
+    out = np.zeros((exp.num_frames, *size), dtype=bool)
+    step = max(1, _PREVIEW_CHUNK // (size[0] * size[1]))
+    for t in range(exp.num_frames if len(kept) else 0):
+        for k in range(0, len(kept), step):
+            out[t] |= upsample_masks(exp.masks[t : t + 1, kept[k : k + step]], size)[0].any(0)
+    return out
 
 
 @dataclass(frozen=True)

@@ -73,7 +73,11 @@ def case_from_upload(
     video = read_video(video_path, limits)
     t, h, w = video.frames.shape[:3]
     if ext == ".npz":
-        stage1 = load_stage1_npz(stage1_path, max_bytes=limits.max_unpacked_bytes)
+        stage1 = load_stage1_npz(
+            stage1_path, max_bytes=limits.max_unpacked_bytes, max_ratio=limits.max_zip_ratio
+        )
+        for exp_id, exp in stage1.expressions.items():
+            limits.check_stage1_work(exp_id, t, exp.scores.shape[1], (h, w), sname)
     else:
         masks = read_masks_zip(stage1_path, limits, what="stage-1 masks")
         _check_mask_size(masks.masks, (h, w), sname, vname)
