@@ -8,17 +8,17 @@ import sys
 import refine.batch
 from refine.cli import main
 
-_write = refine.batch.write_text_atomic
+_write = refine.batch.write_text_in_tree
 _count = [0]
 
 
-def _write_then_die(path: str, text: str) -> None:
-    _write(path, text)
+def _write_then_die(root: str, path: str, text: str) -> None:
+    _write(root, path, text)
     _count[0] += 1
     if _count[0] >= int(sys.argv[1]):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
 if __name__ == "__main__":
-    refine.batch.write_text_atomic = _write_then_die
+    refine.batch.write_text_in_tree = _write_then_die
     sys.exit(main(sys.argv[2:]))
