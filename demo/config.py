@@ -147,42 +147,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="SAM2 frame-feature cache per video, shared by its expressions "
         f"(default {DEFAULT_CACHE_MB:g}; 0: none)",
     )
-    d = DEFAULT_LIMITS
-    p.add_argument(
-        "--max-upload-mb",
-        type=float,
-        default=d.max_upload_bytes / MB,
-        metavar="MB",
-        help=f"largest uploaded file, in MB of 2^20 bytes (default {d.max_upload_bytes / MB:g})",
-    )
-    p.add_argument(
-        "--max-frames",
-        type=int,
-        default=d.max_frames,
-        metavar="N",
-        help=f"most frames of an uploaded video or zip (default {d.max_frames})",
-    )
-    p.add_argument(
-        "--max-pixels",
-        type=int,
-        default=d.max_frame_pixels,
-        metavar="N",
-        help=f"most pixels (width x height) per uploaded frame (default {d.max_frame_pixels})",
-    )
-    p.add_argument(
-        "--max-duration",
-        type=float,
-        default=d.max_duration_s,
-        metavar="S",
-        help=f"longest uploaded video file in seconds (default {d.max_duration_s:g})",
-    )
-    p.add_argument(
-        "--max-queries",
-        type=int,
-        default=d.max_queries,
-        metavar="N",
-        help=f"most queries per expression of an uploaded stage-1 npz (default {d.max_queries})",
-    )
+    for flag, (_, kind, metavar, text, default) in _limit_flags().items():
+        p.add_argument(
+            flag,
+            type=kind,
+            default=default,
+            metavar=metavar,
+            help=f"{text} (default {default:g})"
+            if kind is float
+            else f"{text} (default {default})",
+        )
     p.add_argument(
         "--fake-sam2",
         action="store_true",
@@ -191,26 +165,58 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def limits_from_args(args: argparse.Namespace) -> UploadLimits:
-    """UploadLimits from --max-upload-mb, --max-frames, --max-pixels, --max-duration,
-    --max-queries (the zip bounds keep their defaults)."""
-    flags = {
-        "--max-upload-mb": args.max_upload_mb,
-        "--max-frames": args.max_frames,
-        "--max-pixels": args.max_pixels,
-        "--max-duration": args.max_duration,
-        "--max-queries": args.max_queries,
+def _limit_flags() -> dict[str, tuple[str, type, str, str, float]]:
+    """App flag → (UploadLimits field, type, metavar, help, default in the flag's unit)."""
+    d = DEFAULT_LIMITS
+    return {
+        "--max-upload-mb": (
+            "max_upload_bytes",
+            float,
+            "MB",
+            "largest uploaded file, in MB of 2^20 bytes",
+            d.max_upload_bytes / MB,
+        ),
+        "--max-frames": (
+            "max_frames",
+            int,
+            "N",
+            "most frames of an uploaded video or zip",
+            d.max_frames,
+        ),
+        "--max-pixels": (
+            "max_frame_pixels",
+            int,
+            "N",
+            "most pixels (width x height) per uploaded frame",
+            d.max_frame_pixels,
+        ),
+        "--max-duration": (
+            "max_duration_s",
+            float,
+            "S",
+            "longest uploaded video file in seconds",
+            d.max_duration_s,
+        ),
+        "--max-queries": (
+            "max_queries",
+            int,
+            "N",
+            "most queries per expression of an uploaded stage-1 npz",
+            d.max_queries,
+        ),
     }
-    for flag, value in flags.items():
+
+
+def limits_from_args(args: argparse.Namespace) -> UploadLimits:
+    """UploadLimits from the limit flags (--max-upload-mb, --max-frames, --max-pixels,
+    --max-duration, --max-queries); the zip bounds keep their defaults."""
+    values = {}
+    for flag, (name, _, _, _, _) in _limit_flags().items():
+        value = getattr(args, flag[2:].replace("-", "_"))
         if not value > 0:
             raise InputError(f"{flag} {value:g} must be positive; raise it rather than use 0")
-    return UploadLimits(
-        max_upload_bytes=round(args.max_upload_mb * MB),
-        max_frames=args.max_frames,
-        max_frame_pixels=args.max_pixels,
-        max_duration_s=args.max_duration,
-        max_queries=args.max_queries,
-    )
+        values[name] = round(value * MB) if name == "max_upload_bytes" else value
+    return UploadLimits(**values)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> AppConfig:

@@ -67,13 +67,22 @@ class UploadLimits:
                 f"{source}: expression {exp_id!r} has {queries} queries; at most "
                 f"{self.max_queries} per expression are accepted (keep the model's top queries)"
             )
-        work = frames * queries * size[0] * size[1]
-        if work > self.max_decoded_bytes:
+        self.check_mask_bytes(
+            f"{source}: expression {exp_id!r} has", queries, "queries", frames, size
+        )
+
+    def check_mask_bytes(
+        self, source: str, count: int, noun: str, frames: int, size: tuple[int, int]
+    ) -> None:
+        """InputError when ``count`` ``noun`` (expressions, queries) × ``frames`` masks of
+        ``size`` (H, W) take more than :attr:`max_decoded_bytes` as bool arrays (a byte a
+        pixel). ``source`` begins the message."""
+        total = count * frames * size[0] * size[1]
+        if total > self.max_decoded_bytes:
             raise InputError(
-                f"{source}: expression {exp_id!r} has {queries} queries x {frames} frames of "
-                f"{size[1]}x{size[0]}: {format_bytes(work)} of masks at the video size, over "
-                f"the limit of {format_bytes(self.max_decoded_bytes)}; upload fewer queries or "
-                "a shorter clip"
+                f"{source} {count} {noun} x {frames} masks of {size[1]}x{size[0]}: "
+                f"{format_bytes(total)} decoded, over the limit of "
+                f"{format_bytes(self.max_decoded_bytes)}; upload fewer {noun} or a shorter clip"
             )
 
     def __post_init__(self) -> None:

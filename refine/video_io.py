@@ -260,7 +260,9 @@ def read_masks_zip(
                 m = _decode_mask(zf, info, name, limits)
                 if size is None:
                     size = m.shape
-                    _check_mask_bytes(name, len(stems), len(exp_ids), size, limits)
+                    limits.check_mask_bytes(
+                        f"{name}:", len(exp_ids), "expressions", len(stems), size
+                    )
                 if m.shape != size:
                     raise InputError(
                         f"{name}: {info.filename!r} is {m.shape[1]}x{m.shape[0]} but the first "
@@ -271,19 +273,6 @@ def read_masks_zip(
                 stack[t] = m
             masks[exp_id] = stack
     return MaskSet(masks, stems)
-
-
-def _check_mask_bytes(
-    source: str, frames: int, exp_ids: int, size: tuple[int, int], limits: UploadLimits
-) -> None:
-    total = frames * exp_ids * size[0] * size[1]
-    if total > limits.max_decoded_bytes:
-        raise InputError(
-            f"{source}: {exp_ids} expressions x {frames} masks of {size[1]}x{size[0]} take "
-            f"{format_bytes(total)} decoded, over the limit of "
-            f"{format_bytes(limits.max_decoded_bytes)}; "
-            "upload fewer expressions or a shorter clip"
-        )
 
 
 def _open_image(

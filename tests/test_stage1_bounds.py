@@ -48,7 +48,9 @@ def test_too_many_queries_are_refused_before_any_upsampling(tmp_path, monkeypatc
 def test_frames_times_queries_times_pixels_is_bounded(tmp_path):
     frames, npz = _upload(tmp_path, 3, 10)
     work = 3 * 10 * 64 * 80
-    with pytest.raises(InputError, match=r"10 queries x 3 frames of 80x64.*over the limit"):
+    with pytest.raises(
+        InputError, match=r"expression '0' has 10 queries x 3 masks of 80x64: .* over the limit"
+    ):
         case_from_upload(frames, npz, limits=UploadLimits(max_decoded_bytes=work - 1))
     case = case_from_upload(frames, npz, limits=UploadLimits(max_decoded_bytes=work * 2))
     assert case.preview("0", 0.275).shape == (3, 64, 80)

@@ -289,7 +289,7 @@ def test_masks_zip_limits(tmp_path):
         read_masks_zip(path, UploadLimits(max_frames=2))
     with pytest.raises(
         InputError,
-        match="2 expressions x 3 masks of 8x6 take 288 bytes decoded, over the limit of 287 bytes",
+        match="2 expressions x 3 masks of 8x6: 288 bytes decoded, over the limit of 287 bytes",
     ):
         read_masks_zip(path, UploadLimits(max_decoded_bytes=287))
     dup = _zip(
