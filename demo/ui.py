@@ -34,6 +34,7 @@ from demo.views import (
 from demo.wiring import wire
 from refine.fusion import DEFAULT_AREA_RATIO, DEFAULT_VOTE
 from refine.models import MODEL_SIZES
+from refine.overlay import STAGE_LABELS
 from refine.prompts import PROMPT_KINDS
 from refine.selection import DEFAULT_THRESHOLD
 
@@ -224,7 +225,7 @@ def _settings(c: dict, config: AppConfig) -> None:
 def _outputs(c: dict, cb: Callbacks) -> None:
     c["case_info"] = gr.Markdown(NO_CASE, label="case", elem_id="case-info")
     with gr.Row():
-        for stage, label in (("stage1", "stage 1"), ("sam2", "SAM2-enhanced"), ("fused", "fused")):
+        for stage, label in STAGE_LABELS.items():
             c[f"img_{stage}"] = gr.Image(
                 label=label,
                 type="numpy",
@@ -240,11 +241,7 @@ def _outputs(c: dict, cb: Callbacks) -> None:
     with gr.Tabs():
         with gr.Tab("Videos", id="tab-videos"):
             with gr.Row():
-                for stage, label in (
-                    ("stage1", "stage 1"),
-                    ("sam2", "SAM2-enhanced"),
-                    ("fused", "fused"),
-                ):
+                for stage, label in STAGE_LABELS.items():
                     c[f"vid_{stage}"] = gr.Video(
                         label=label, interactive=False, elem_id=f"vid-{stage}"
                     )

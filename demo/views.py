@@ -6,6 +6,7 @@ from fractions import Fraction
 
 from refine.fusion import FusionDecision
 from refine.inspect import Case, CaseRun, RankRow, RunSettings, branch, jf
+from refine.overlay import STAGE_LABELS
 
 RANDOM_BANNER = (
     "### ⚠️ RANDOM WEIGHTS — SAM2 is untrained: its masks are MEANINGLESS.\n"
@@ -28,7 +29,6 @@ RANK_HEADERS = [
     "fusion",
     "Δ vs other memory",
 ]
-STAGE_NAMES = {"stage1": "stage 1", "sam2": "SAM2-enhanced", "fused": "fused"}
 BRANCH_NAMES = {"union": "union of SAM2 and stage 1", "sam2": "SAM2 only"}
 NO_CASE = "No case open yet: pick an example, a data-set video, or upload one."
 
@@ -156,7 +156,7 @@ def metrics_rows(scores: dict | None) -> list[list]:
     rows = []
     for stage in ("stage1", "sam2", "fused"):
         s = scores[stage]
-        rows.append([STAGE_NAMES[stage], _pct(s.J), _pct(s.F), _pct(jf(s))])
+        rows.append([STAGE_LABELS[stage], _pct(s.J), _pct(s.F), _pct(jf(s))])
     return rows
 
 
