@@ -98,15 +98,18 @@ _PREVIEW_CHUNK = 16 * 2**20  # float32 elements upsampled at once (64 MB)
 
 
 def stage1_preview(exp: ExpressionStage1, threshold: float, size: tuple[int, int]) -> np.ndarray:
-    """Stage-1 union of the queries kept at θ, without SAM2: [T, H, W] bool. Built a frame
-    and a few queries at a time, so that the work in memory is bounded by the frame size,
-    not by frames × queries."""
+    """Stage-1 union of the queries kept at θ, without SAM2: [T, H, W] bool. Built a few
+    frames and queries at a time (at most ``_PREVIEW_CHUNK`` upsampled values, or one frame
+    of one query), so that the work in memory does not grow with frames × queries."""
     kept = select_queries(exp.scores, threshold)
     out = np.zeros((exp.num_frames, *size), dtype=bool)
-    step = max(1, _PREVIEW_CHUNK // (size[0] * size[1]))
-    for t in range(exp.num_frames if len(kept) else 0):
-        for k in range(0, len(kept), step):
-            out[t] |= upsample_masks(exp.masks[t : t + 1, kept[k : k + step]], size)[0].any(0)
+    pixels = size[0] * size[1]
+    queries = max(1, min(len(kept), _PREVIEW_CHUNK // pixels))
+    frames = max(1, _PREVIEW_CHUNK // (queries * pixels))
+    for t in range(0, exp.num_frames if len(kept) else 0, frames):
+        for k in range(0, len(kept), queries):
+            block = exp.masks[t : t + frames, kept[k : k + queries]]
+            out[t : t + frames] |= upsample_masks(block, size).any(axis=1)
     return out
 
 
