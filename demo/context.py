@@ -129,7 +129,7 @@ class AppContext:
             except InputError as err:
                 raise InputError(
                     f"{err}. To try the app without it, choose “Random weights (masks "
-                    "meaningless)” under Model settings."
+                    "meaningless)” under *Model and selection settings*."
                 ) from err
         if not self.uses_sam2 and controls.device_auto:
             device = "cpu"  # a fake propagator runs nowhere; don't import torch to find a GPU

@@ -10,7 +10,7 @@ from refine.overlay import STAGE_LABELS
 
 RANDOM_BANNER = (
     "### ⚠️ RANDOM WEIGHTS — SAM2 is untrained: its masks are MEANINGLESS.\n"
-    "Use this only to try the software. Pick **SAM2.1 checkpoint** under *Model* for real results."
+    "Use this only to try the software. Pick **SAM2.1 checkpoint** under *Model and selection settings* for real results."
 )
 FAKE_BANNER = (
     "### ⚠️ FAKE SAM2 (test mode) — no SAM2 runs: each object's mask is its stage-1 prompt "
