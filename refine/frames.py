@@ -1,14 +1,16 @@
 """Video frames held compactly and turned into SAM2 input on demand.
 
 SAM2's ``init_state`` decodes every frame up front into float32 at image_size²
-(≈12 GB for 1,000 frames at 1024). A :class:`FrameSource` instead keeps either the
-JPEG paths (decoded when needed) or uint8 frames at source resolution, and builds
+(≈12 GB for 1,000 frames at 1024). A :class:`FrameSource` instead keeps the image
+files' paths or their encoded bytes (decoded when needed), or uint8 frames at source
+resolution, and builds
 the normalised [3, S, S] float32 tensor for one frame when SAM2 asks for it, with
 exactly SAM2's preprocessing (PIL resize, /255 in float64, then (x − mean)/std in float32).
 """
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Sequence
 
@@ -24,18 +26,19 @@ IMG_STD = (0.229, 0.224, 0.225)
 class FrameSource:
     """T frames of one video: ``len()``, ``[t]`` → normalised torch tensor [3, S, S].
 
-    Build with :meth:`from_paths` (JPEG files, decoded on demand) or
+    Build with :meth:`from_paths` (JPEG files, decoded on demand),
+    :meth:`from_encoded` (JPEG/PNG bytes in memory, decoded on demand) or
     :meth:`from_arrays` (uint8 [T, H, W, 3] RGB in memory).
     """
 
     def __init__(
         self,
-        paths: Sequence[str] | None,
+        paths: Sequence[str | bytes] | None,
         arrays: np.ndarray | None,
         height: int,
         width: int,
     ) -> None:
-        self._paths = list(paths) if paths is not None else None
+        self._paths = list(paths) if paths is not None else None  # file paths or encoded bytes
         self._arrays = arrays
         self.height = height
         self.width = width
@@ -52,6 +55,14 @@ class FrameSource:
         return cls(paths, None, height, width)
 
     @classmethod
+    def from_encoded(cls, images: Sequence[bytes], height: int, width: int) -> FrameSource:
+        """Frames from encoded JPEG/PNG images in memory (e.g. a zip's entries), each
+        decoded when needed exactly as from a file; all must be ``width`` x ``height``."""
+        if not images:
+            raise InputError("the video has no frames")
+        return cls([bytes(b) for b in images], None, height, width)
+
+    @classmethod
     def from_arrays(cls, frames: np.ndarray) -> FrameSource:
         """Frames from a uint8 array [T, H, W, 3] (RGB)."""
         frames = np.asarray(frames)
@@ -64,19 +75,31 @@ class FrameSource:
     def __len__(self) -> int:
         return len(self._paths) if self._paths is not None else len(self._arrays)
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of frame data held in memory (0 for frames read from files)."""
+        if self._arrays is not None:
+            return int(self._arrays.nbytes)
+        return sum(len(p) for p in self._paths if isinstance(p, bytes))
+
     def rgb(self, t: int) -> np.ndarray:
         """Frame ``t`` as uint8 [H, W, 3] at source resolution."""
         self.decode_count += 1
         if self._arrays is not None:
             return self._arrays[t]
-        with _open(self._paths[t]) as img:
+        where = self._paths[t] if isinstance(self._paths[t], str) else f"frame {t}"
+        with _open(self._paths[t], where) as img:
             arr = np.asarray(img.convert("RGB"))
         if arr.shape[:2] != (self.height, self.width):
             raise InputError(
-                f"{self._paths[t]}: frame is {arr.shape[1]}x{arr.shape[0]}, but the video's "
+                f"{where}: frame is {arr.shape[1]}x{arr.shape[0]}, but the video's "
                 f"first frame is {self.width}x{self.height}"
             )
         return arr
+
+    def as_array(self) -> np.ndarray:
+        """Every frame decoded: uint8 [T, H, W, 3] (for small clips and tests)."""
+        return np.stack([self.rgb(t) for t in range(len(self))])
 
     def model_input(self, t: int, image_size: int):  # -> torch.Tensor
         """Frame ``t`` resized to image_size² and normalised: torch float32 [3, S, S]."""
@@ -114,11 +137,12 @@ class BoundFrames:
         return self.source.model_input(t, self.image_size)
 
 
-def _open(path: str) -> Image.Image:
+def _open(source: str | bytes, where: str | None = None) -> Image.Image:
+    """PIL image of a file path or of encoded bytes; ``where`` names it in errors."""
     try:
-        return Image.open(path)
+        return Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
     except (UnidentifiedImageError, OSError) as err:
-        raise InputError(f"{path}: unreadable image ({err})") from err
+        raise InputError(f"{where or source}: unreadable image ({err})") from err
 
 
 def _image_size(path: str) -> tuple[int, int]:

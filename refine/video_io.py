@@ -23,6 +23,7 @@ import io
 import logging
 import os
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -30,6 +31,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from refine.errors import InputError
+from refine.frames import FrameSource
 from refine.limits import DEFAULT_LIMITS, UploadLimits, format_bytes
 from refine.mask_io import decode_mask_png
 from refine.names import check_name, exp_id_sort_key, sort_frame_stems
@@ -42,13 +44,22 @@ FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png")
 MASK_EXTENSIONS = (".png",)
 
 
+Reserve = Callable[[int, str], None]
+"""``reserve(nbytes, what)`` is called before ``nbytes`` more are kept in memory (e.g.
+:meth:`refine.inspect.budget.Charge.grow`, which raises when they don't fit)."""
+
+VIDEO_JPEG_QUALITY = 95
+
+
 @dataclass(frozen=True)
 class DecodedVideo:
-    """Frames of an uploaded video: ``frames`` uint8 [T, H, W, 3], ``frame_names`` [T]
-    (file stems for a zip of frames, ``00000``… for a video file) and ``fps`` (None for
-    frame zips)."""
+    """Frames of an uploaded video, held compactly: ``frames`` (a FrameSource of T frames
+    of H x W), ``frame_names`` [T] (file stems for a zip of frames, ``00000``… for a video
+    file) and ``fps`` (None for frame zips). A zip's frames are kept as the zip's own
+    image bytes (decoded exactly as read from files); a video file's frames as JPEG of
+    quality :data:`VIDEO_JPEG_QUALITY` (a tenth of the raw size, like MeViS's own frames)."""
 
-    frames: np.ndarray
+    frames: FrameSource
     frame_names: list[str]
     fps: float | None
 
@@ -67,21 +78,27 @@ def is_zip_path(path: str) -> bool:
     return os.path.splitext(path)[1].lower() == ".zip"
 
 
-def read_video(path: str, limits: UploadLimits = DEFAULT_LIMITS) -> DecodedVideo:
-    """A video file or a zip of JPEG/PNG frames, chosen by the file extension."""
+def read_video(
+    path: str, limits: UploadLimits = DEFAULT_LIMITS, reserve: Reserve | None = None
+) -> DecodedVideo:
+    """A video file or a zip of JPEG/PNG frames, chosen by the file extension; ``reserve``
+    is told the bytes kept before they are."""
     ext = os.path.splitext(path)[1].lower()
     if ext == ".zip":
-        return read_frames_zip(path, limits)
+        return read_frames_zip(path, limits, reserve)
     if ext in VIDEO_EXTENSIONS:
-        return read_video_file(path, limits)
+        return read_video_file(path, limits, reserve)
     raise InputError(
         f"{os.path.basename(path)}: unsupported video upload {ext or '(no extension)'!r}; "
         f"upload a video ({', '.join(VIDEO_EXTENSIONS)}) or a .zip of JPEG/PNG frames"
     )
 
 
-def read_video_file(path: str, limits: UploadLimits = DEFAULT_LIMITS) -> DecodedVideo:
-    """Decode every frame of a video file with ffmpeg: uint8 [T, H, W, 3] RGB.
+def read_video_file(
+    path: str, limits: UploadLimits = DEFAULT_LIMITS, reserve: Reserve | None = None
+) -> DecodedVideo:
+    """Decode every frame of a video file with ffmpeg, keeping each as JPEG (one raw frame
+    in memory at a time; ``reserve`` is told each JPEG's size before it is kept).
 
     Frames are named ``00000``, ``00001``, … Raises InputError for unreadable files,
     videos without frames, or videos over ``limits``: the file size, then the duration,
@@ -120,7 +137,10 @@ def read_video_file(path: str, limits: UploadLimits = DEFAULT_LIMITS) -> Decoded
                         f"{name}: video lasts more than {limits.max_duration_s:g} s (frame {n} "
                         f"at {fps:g} fps, although its header says less); trim it"
                     )
-                frames.append(np.frombuffer(raw, np.uint8).reshape(height, width, 3))
+                jpeg = _jpeg(np.frombuffer(raw, np.uint8).reshape(height, width, 3))
+                if reserve is not None:
+                    reserve(len(jpeg), f"frame {n - 1} of {name}")
+                frames.append(jpeg)
         except (RuntimeError, OSError, ValueError) as err:
             raise InputError(f"{name}: ffmpeg failed while decoding ({_short(err)})") from err
     finally:
@@ -128,7 +148,14 @@ def read_video_file(path: str, limits: UploadLimits = DEFAULT_LIMITS) -> Decoded
     if not frames:
         raise InputError(f"{name}: the video has no frames")
     names = [f"{t:05d}" for t in range(len(frames))]
-    return DecodedVideo(np.stack(frames), names, fps)
+    return DecodedVideo(FrameSource.from_encoded(frames, height, width), names, fps)
+
+
+def _jpeg(frame: np.ndarray) -> bytes:
+    """uint8 [H, W, 3] RGB → JPEG bytes of quality VIDEO_JPEG_QUALITY."""
+    buf = io.BytesIO()
+    Image.fromarray(frame).save(buf, "JPEG", quality=VIDEO_JPEG_QUALITY)
+    return buf.getvalue()
 
 
 def _check_video_header(
@@ -160,11 +187,14 @@ def _check_video_header(
         )
 
 
-def read_frames_zip(path: str, limits: UploadLimits = DEFAULT_LIMITS) -> DecodedVideo:
+def read_frames_zip(
+    path: str, limits: UploadLimits = DEFAULT_LIMITS, reserve: Reserve | None = None
+) -> DecodedVideo:
     """Frames from a zip of ``<frame>.jpg``/``.png`` files (at its root or in one folder).
 
     Stems must be integers (``00000.jpg`` …); frames are ordered by their integer value
-    and must all have the first frame's size. Returns uint8 [T, H, W, 3] RGB.
+    and must all have the first frame's size. Each frame is decoded once to check it, and
+    kept as the zip's bytes (``reserve`` is told their total first).
     """
     name = os.path.basename(path)
     with open_zip(path, limits) as zf:
@@ -187,33 +217,40 @@ def read_frames_zip(path: str, limits: UploadLimits = DEFAULT_LIMITS) -> Decoded
                 f"{name}: {len(stems)} frames, over the limit of {limits.max_frames}; "
                 "upload a shorter clip"
             )
-        first = _decode_image(zf, by_stem[stems[0]], name, "RGB", limits)
-        h, w = first.shape[:2]
+        first, h, w = _read_frame(zf, by_stem[stems[0]], name, limits)
         if len(stems) * h * w * 3 > limits.max_decoded_bytes:
             raise InputError(
                 f"{name}: {len(stems)} frames of {w}x{h} exceed "
                 f"{format_bytes(limits.max_decoded_bytes)} decoded; use fewer or smaller frames"
             )
-        frames = np.empty((len(stems), h, w, 3), np.uint8)
-        frames[0] = first
-        for t, stem in enumerate(stems[1:], start=1):
-            img = _decode_image(zf, by_stem[stem], name, "RGB", limits)
-            if img.shape[:2] != (h, w):
+        if reserve is not None:
+            reserve(sum(by_stem[s].file_size for s in stems), f"the {len(stems)} frames of {name}")
+        frames = [first]
+        for stem in stems[1:]:
+            data, fh, fw = _read_frame(zf, by_stem[stem], name, limits)
+            if (fh, fw) != (h, w):
                 raise InputError(
-                    f"{name}: frame {by_stem[stem].filename!r} is {img.shape[1]}x{img.shape[0]} "
+                    f"{name}: frame {by_stem[stem].filename!r} is {fw}x{fh} "
                     f"but the first frame is {w}x{h}; all frames must have one size"
                 )
-            frames[t] = img
-    return DecodedVideo(frames, stems, None)
+            frames.append(data)
+    return DecodedVideo(FrameSource.from_encoded(frames, h, w), stems, None)
 
 
 def read_masks_zip(
-    path: str, limits: UploadLimits = DEFAULT_LIMITS, what: str = "masks"
+    path: str,
+    limits: UploadLimits = DEFAULT_LIMITS,
+    what: str = "masks",
+    reserve: Reserve | None = None,
+    bytes_per_pixel: int = 1,
 ) -> MaskSet:
     """PNG masks ``<exp_id>/<frame>.png`` (optionally all inside one top folder).
 
     A pixel is foreground when non-zero (any channel). Every expression must have the
     same frames, all of one size. Returns {exp_id: bool [T, H, W]} and the frame stems.
+    ``bytes_per_pixel``: what each mask pixel will cost the caller (1 for these bool
+    masks; 3 when they become float16 logits beside them), checked against the limits and
+    told to ``reserve`` once the mask size is known, before the masks are decoded.
     """
     name = os.path.basename(path)
     with open_zip(path, limits) as zf:
@@ -261,8 +298,11 @@ def read_masks_zip(
                 if size is None:
                     size = m.shape
                     limits.check_mask_bytes(
-                        f"{name}:", len(exp_ids), "expressions", len(stems), size
+                        f"{name}:", len(exp_ids), "expressions", len(stems), size, bytes_per_pixel
                     )
+                    if reserve is not None:
+                        total = len(exp_ids) * len(stems) * size[0] * size[1] * bytes_per_pixel
+                        reserve(total, f"the {what} of {name}")
                 if m.shape != size:
                     raise InputError(
                         f"{name}: {info.filename!r} is {m.shape[1]}x{m.shape[0]} but the first "
@@ -275,10 +315,22 @@ def read_masks_zip(
     return MaskSet(masks, stems)
 
 
-def _open_image(
+def _read_frame(
     zf: zipfile.ZipFile, info: zipfile.ZipInfo, source: str, limits: UploadLimits
-) -> Image.Image:
+) -> tuple[bytes, int, int]:
+    """A frame entry's bytes and its (H, W), after decoding it once to check it."""
     data = read_entry(zf, info, source)
+    img = _open_image(data, info, source, limits)
+    try:
+        img.convert("RGB").load()
+    except OSError as err:
+        raise InputError(f"{source}: {info.filename!r} cannot be decoded ({err})") from err
+    return data, img.size[1], img.size[0]
+
+
+def _open_image(
+    data: bytes, info: zipfile.ZipInfo, source: str, limits: UploadLimits
+) -> Image.Image:
     try:
         img = Image.open(io.BytesIO(data))
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError) as err:
@@ -290,16 +342,6 @@ def _open_image(
             "per image"
         )
     return img
-
-
-def _decode_image(
-    zf: zipfile.ZipFile, info: zipfile.ZipInfo, source: str, mode: str, limits: UploadLimits
-) -> np.ndarray:
-    img = _open_image(zf, info, source, limits)
-    try:
-        return np.asarray(img.convert(mode))
-    except OSError as err:
-        raise InputError(f"{source}: {info.filename!r} cannot be decoded ({err})") from err
 
 
 def _decode_mask(
