@@ -72,12 +72,19 @@ class UploadLimits:
         )
 
     def check_mask_bytes(
-        self, source: str, count: int, noun: str, frames: int, size: tuple[int, int]
+        self,
+        source: str,
+        count: int,
+        noun: str,
+        frames: int,
+        size: tuple[int, int],
+        bytes_per_pixel: int = 1,
     ) -> None:
         """InputError when ``count`` ``noun`` (expressions, queries) × ``frames`` masks of
-        ``size`` (H, W) take more than :attr:`max_decoded_bytes` as bool arrays (a byte a
-        pixel). ``source`` begins the message."""
-        total = count * frames * size[0] * size[1]
+        ``size`` (H, W) take more than :attr:`max_decoded_bytes` at ``bytes_per_pixel``
+        (1: bool arrays; 3: bool masks and their float16 logits). ``source`` begins the
+        message."""
+        total = count * frames * size[0] * size[1] * bytes_per_pixel
         if total > self.max_decoded_bytes:
             raise InputError(
                 f"{source} {count} {noun} x {frames} masks of {size[1]}x{size[0]}: "

@@ -13,7 +13,7 @@ import math
 import os
 import zipfile
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -90,8 +90,7 @@ def validate_expression(
             f"{where}: masks must be [T, N, h, w] with T={t}, N={n}, got {list(m.shape)}"
         )
     for name in _PARTS:
-        arr = getattr(exp, name)
-        if not np.isfinite(arr).all():
+        if not _all_finite(getattr(exp, name)):
             raise InputError(f"{where}: {name} contain NaN or inf values")
     if s.size and (s.min() < 0 or s.max() > 1):
         raise InputError(
@@ -99,6 +98,15 @@ def validate_expression(
             f"[{float(s.min()):g}, {float(s.max()):g}]"
         )
     return exp
+
+
+_FINITE_CHUNK = 2**24  # elements checked at once: the check's bool temporary stays ≤ 16 MB
+
+
+def _all_finite(arr: np.ndarray) -> bool:
+    """``np.isfinite(arr).all()`` a frame block at a time (no temporary of arr's size)."""
+    step = max(1, _FINITE_CHUNK // max(1, arr[:1].size))
+    return all(np.isfinite(arr[s : s + step]).all() for s in range(0, len(arr), step))
 
 
 def _check_member(data: np.lib.npyio.NpzFile, key: str, source: str) -> None:
@@ -159,13 +167,18 @@ def _check_ratios(infos: list[zipfile.ZipInfo], max_ratio: float, path: str) -> 
 
 
 def load_stage1_npz(
-    path: str, max_bytes: int | None = None, lazy: bool = False, max_ratio: float | None = None
+    path: str,
+    max_bytes: int | None = None,
+    lazy: bool = False,
+    max_ratio: float | None = None,
+    reserve: Callable[[int, str], None] | None = None,
 ) -> VideoStage1:
     """Load ``<video>.npz`` in the safe format (design §3), validating everything.
 
     ``max_bytes`` bounds the total uncompressed size, checked from the archive's
     directory before any array is read (a small file can unpack to gigabytes);
-    ``max_ratio`` bounds the compression ratio of each member over 1 MiB (npz bombs).
+    ``max_ratio`` bounds the compression ratio of each member over 1 MiB (npz bombs);
+    ``reserve(nbytes, what)`` is told the uncompressed total before any array is read.
     ``lazy``: each expression's masks, once validated, are let go and read again from
     the file when indexed (:class:`~refine.npz_member.NpzMember`), so that memory holds
     one expression's masks at a time.
@@ -190,6 +203,9 @@ def load_stage1_npz(
                 )
         if max_ratio is not None:
             _check_ratios(data.zip.infolist(), max_ratio, path)
+        if reserve is not None:
+            total = sum(info.file_size for info in data.zip.infolist())
+            reserve(total, f"the stage-1 results {os.path.basename(path)}")
         raw = [n for n in data.zip.namelist() if not n.endswith(".npy")]
         if raw:
             raise InputError(
@@ -338,16 +354,22 @@ def load_video_stage1(
     video_size: tuple[int, int],
     sentences: Mapping[str, str] | None = None,
     lazy: bool = False,
+    reserve: Callable[[int, str], None] | None = None,
 ) -> tuple[str, VideoStage1]:
     """A video's stage-1 results: ``<stage1_dir>/<video>.npz`` (safe format) or, failing
     that, PNG masks ``<stage1_dir>/<video>/<exp_id>/<frame>.png``. Returns (source path,
-    results); ``lazy`` as in :func:`load_stage1_npz`."""
+    results); ``lazy`` and ``reserve`` as in :func:`load_stage1_npz` (PNG masks: told
+    3 bytes a pixel, the masks and their float16 logits, before they are read)."""
     check_name(video, "video", stage1_dir)
     npz = os.path.join(stage1_dir, f"{video}.npz")
     png_dir = os.path.join(stage1_dir, video)
     if os.path.isfile(npz):
-        return npz, load_stage1_npz(npz, lazy=lazy)
+        return npz, load_stage1_npz(npz, lazy=lazy, reserve=reserve)
     if os.path.isdir(png_dir):
+        if reserve is not None:
+            exp_ids = [d for d in os.listdir(png_dir) if os.path.isdir(os.path.join(png_dir, d))]
+            pixels = len(exp_ids) * len(frame_names) * video_size[0] * video_size[1]
+            reserve(3 * pixels, f"the stage-1 masks of {video}")
         return png_dir, load_stage1_png_dir(png_dir, frame_names, video_size, sentences)
     raise InputError(
         f"{npz}: no stage-1 results for video {video!r} (nor a folder {png_dir}); check the "

@@ -53,7 +53,7 @@ def test_frames_times_queries_times_pixels_is_bounded(tmp_path):
     ):
         case_from_upload(frames, npz, limits=UploadLimits(max_decoded_bytes=work - 1))
     case = case_from_upload(frames, npz, limits=UploadLimits(max_decoded_bytes=work * 2))
-    assert case.preview("0", 0.275).shape == (3, 64, 80)
+    assert case.preview("0", 0.275, 2).shape == (64, 80)
 
 
 def test_an_npz_bomb_is_refused_by_its_compression_ratio(tmp_path):
@@ -85,4 +85,7 @@ def test_the_preview_is_the_union_of_the_upsampled_kept_queries(monkeypatch):
     kept = select_queries(exp.scores, 0.3)
     expected = upsample_masks(exp.masks[:, kept], (30, 40)).any(axis=1)
     assert len(kept) > 2
-    assert np.array_equal(stage1_preview(exp, 0.3, (30, 40)), expected)
+    packed = stage1_preview(exp, 0.3, (30, 40))
+    assert packed.shape == (4, 30 * 40 // 8)  # a bit a pixel
+    unpacked = np.unpackbits(packed, axis=1, count=30 * 40).reshape(4, 30, 40)
+    assert np.array_equal(unpacked, expected)
