@@ -102,9 +102,13 @@ class CaseHandlers:
                 "upload the video's stage-1 results too: a safe .npz or a zip of PNG masks "
                 "<exp_id>/<frame>.png"
             )
-        limits = self.ctx.config.limits
-        case = case_from_upload(video_file, stage1_file, gt_file or None, limits, meta_file or None)
-        return self.show(self.ctx.session(session, request), case, None, controls)
+        limits, session = self.ctx.config.limits, self.ctx.session(session, request)
+        case = session.case_for(
+            lambda charge: case_from_upload(
+                video_file, stage1_file, gt_file or None, limits, meta_file or None, charge
+            )
+        )
+        return self.show(session, case, None, controls)
 
     @user_errors
     def select_expression(

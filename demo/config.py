@@ -9,10 +9,15 @@ from dataclasses import dataclass, field
 
 from refine.errors import InputError
 from refine.feature_cache import DEFAULT_CACHE_MB
+from refine.inspect.budget import MemoryBudget
 from refine.limits import DEFAULT_LIMITS, MB, UploadLimits
 from refine.models import MODEL_SIZES, resolve_checkpoint
 
 IMAGE_SIZE_ENV = "REFINE_APP_IMAGE_SIZE"
+GB = 2**30
+DEFAULT_MEMORY_GB = 8.0  # of a Space's 16 GB: the rest is the model, Gradio and Python
+DEFAULT_GPU_MEMORY_GB = 8.0
+DEFAULT_IDLE_MINUTES = 20.0
 EXAMPLES_ROOT = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "data"
 )
@@ -28,7 +33,9 @@ class AppConfig:
     is its prompt on every frame); propagator_factory: ModelSpec → propagator, replacing SAM2
     (tests); None uses SAM2 (or the fake with ``fake_sam2``); limits: what an upload may
     cost (file size, frames, pixels, duration, zips), also given to Gradio as its
-    ``max_file_size``.
+    ``max_file_size``; max_memory_gb / max_gpu_memory_gb: what all sessions together may
+    hold in RAM (cases, runs, CPU feature caches) and in GPU memory (feature caches);
+    idle_minutes: a session unused this long gives its memory back.
     """
 
     host: str = "127.0.0.1"
@@ -44,6 +51,9 @@ class AppConfig:
     fake_sam2: bool = False
     propagator_factory: Callable | None = None
     limits: UploadLimits = field(default_factory=UploadLimits)
+    max_memory_gb: float = DEFAULT_MEMORY_GB
+    max_gpu_memory_gb: float = DEFAULT_GPU_MEMORY_GB
+    idle_minutes: float = DEFAULT_IDLE_MINUTES
 
     def __post_init__(self) -> None:
         if self.model_size is not None and self.model_size not in MODEL_SIZES:
@@ -55,12 +65,27 @@ class AppConfig:
             )
         if self.concurrency < 1:
             raise InputError(f"--concurrency must be at least 1, got {self.concurrency}")
+        for flag, value in (
+            ("--max-memory-gb", self.max_memory_gb),
+            ("--max-gpu-memory-gb", self.max_gpu_memory_gb),
+            ("--idle-minutes", self.idle_minutes),
+        ):
+            if not value > 0:
+                raise InputError(f"{flag} must be positive, got {value:g}")
         if self.cache_mb < 0:
             raise InputError(f"--cache-mb must be ≥ 0, got {self.cache_mb:g}")
         if self.mevis_root is not None and not os.path.isdir(self.mevis_root):
             raise InputError(f"--mevis-root {self.mevis_root}: folder does not exist")
         if self.stage1_dir is not None and self.mevis_root is None:
             raise InputError("--stage1-dir needs --mevis-root (the data set it belongs to)")
+
+    def budget(self) -> MemoryBudget:
+        """The process-wide memory budget of these settings."""
+        return MemoryBudget(
+            round(self.max_memory_gb * GB),
+            round(self.max_gpu_memory_gb * GB),
+            idle_s=self.idle_minutes * 60,
+        )
 
     def start_size(self) -> str:
         """The SAM2 size the page opens with: --model-size, else tiny with random weights
@@ -146,6 +171,31 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MB",
         help="SAM2 frame-feature cache per video, shared by its expressions "
         f"(default {DEFAULT_CACHE_MB:g}; 0: none)",
+    )
+    p.add_argument(
+        "--max-memory-gb",
+        type=float,
+        default=DEFAULT_MEMORY_GB,
+        metavar="GB",
+        help="RAM that all sessions' cases, cached runs and CPU feature caches may hold "
+        "together; a new case that does not fit frees the least recently used, else is "
+        f"refused as 'server busy' (default {DEFAULT_MEMORY_GB:g})",
+    )
+    p.add_argument(
+        "--max-gpu-memory-gb",
+        type=float,
+        default=DEFAULT_GPU_MEMORY_GB,
+        metavar="GB",
+        help=f"GPU memory for SAM2 feature caches of all sessions (default "
+        f"{DEFAULT_GPU_MEMORY_GB:g})",
+    )
+    p.add_argument(
+        "--idle-minutes",
+        type=float,
+        default=DEFAULT_IDLE_MINUTES,
+        metavar="MIN",
+        help="a session unused this long gives its cases and runs back "
+        f"(default {DEFAULT_IDLE_MINUTES:g})",
     )
     for flag, (_, kind, metavar, text, default) in _limit_flags().items():
         p.add_argument(
@@ -233,5 +283,8 @@ def parse_args(argv: Sequence[str] | None = None) -> AppConfig:
         concurrency=args.concurrency,
         cache_mb=args.cache_mb,
         fake_sam2=args.fake_sam2,
+        max_memory_gb=args.max_memory_gb,
+        max_gpu_memory_gb=args.max_gpu_memory_gb,
+        idle_minutes=args.idle_minutes,
         limits=limits_from_args(args),
     )

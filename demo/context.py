@@ -94,7 +94,6 @@ class AppContext:
 
     def __init__(self, config: AppConfig) -> None:
         self.config = config
-        self.sessions = SessionStore()
         factory = config.propagator_factory
         if factory is None and config.fake_sam2:
             from refine.testing import StaticPropagator
@@ -102,6 +101,8 @@ class AppContext:
             factory = _static_factory(StaticPropagator)
         self.track = make_tracker(factory, config.cache_mb)
         self.uses_sam2 = factory is None  # False: a fake/test propagator, no checkpoint needed
+        features = config.cache_mb if self.uses_sam2 else 0  # a fake SAM2 caches nothing
+        self.sessions = SessionStore(budget=config.budget(), feature_cache_mb=features)
         root = config.examples_root
         self.sources: dict[str, DataSource] = {
             "examples": DataSource("examples", root, f"{root}/stage1")
@@ -114,7 +115,9 @@ class AppContext:
     def session(self, session: Session | None, request: gr.Request | None = None) -> Session:
         """``session``, or the browser session's new one (with its own folder)."""
         key = request.session_hash if request is not None else None
-        return self.sessions.get(session, key)
+        session = self.sessions.get(session, key)
+        session.touch()
+        return session
 
     def settings(self, controls: Controls) -> RunSettings:
         """RunSettings of ``controls`` for the page's labels (device as chosen)."""

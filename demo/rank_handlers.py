@@ -101,7 +101,7 @@ class RankHandlers:
                     f"{case.video} has no ground truth; upload a ground-truth zip with it, "
                     "or rank a set with ground truth"
                 )
-            return [((case.key, lambda c=case: c), e) for e in case.exp_ids]
+            return [((case.key, lambda charge, c=case: c), e) for e in case.exp_ids]
         if rank_set not in self.ctx.sources:
             raise InputError(
                 f"unknown set {rank_set!r}; choose one of {[v for _, v in self.rank_sets()]}"

@@ -168,7 +168,8 @@ class RunHandlers:
     def show_frame(self, session: Session | None, t: float | None) -> dict:
         """The three overlays of frame t (nothing to show before a case)."""
         if session is None or session.case is None:
-            return {"img_stage1": None, "img_sam2": None, "img_fused": None}
+            note = warning_status(session.notice) if session and session.notice else ""
+            return {"img_stage1": None, "img_sam2": None, "img_fused": None, "status": note}
         return frame_overlays(session, t)
 
     @user_errors

@@ -10,8 +10,9 @@ import threading
 import uuid
 import weakref
 
+from refine.feature_cache import DEFAULT_CACHE_MB
 from refine.files import remove_tree
-from refine.inspect import Session
+from refine.inspect import MemoryBudget, Session
 
 log = logging.getLogger(__name__)
 
@@ -25,13 +26,34 @@ class SessionStore:
     files on demand); the session when Gradio drops its state (:meth:`discard`, the
     ``delete_callback`` of its gr.State) or when it is garbage-collected; the root with
     everything in it at shutdown (:meth:`close`, also run at interpreter exit).
+
+    Every session charges what it holds to one ``budget``; with the budget's ``idle_s``,
+    a daemon thread returns idle sessions' memory every :func:`sweep_interval` seconds.
     """
 
-    def __init__(self, parent: str | None = None) -> None:
+    def __init__(
+        self,
+        parent: str | None = None,
+        budget: MemoryBudget | None = None,
+        feature_cache_mb: float = DEFAULT_CACHE_MB,
+    ) -> None:
         self.root = tempfile.mkdtemp(prefix="refine-app-", dir=parent)
+        self.budget = budget or MemoryBudget()
+        self.feature_cache_mb = feature_cache_mb
         self._sessions: weakref.WeakValueDictionary[str, Session] = weakref.WeakValueDictionary()
         self._lock = threading.Lock()
         self._remove_root = weakref.finalize(self, remove_tree, self.root, "app session folder")
+        self._stop = threading.Event()
+        if self.budget.idle_s is not None:
+            threading.Thread(
+                target=self._sweep, args=(sweep_interval(self.budget.idle_s),), daemon=True
+            ).start()
+
+    def _sweep(self, every: float) -> None:
+        while not self._stop.wait(every):
+            freed = self.budget.release_idle()
+            if freed:
+                log.info("released %d bytes of idle sessions", freed)
 
     def get(self, session: Session | None, key: str | None = None) -> Session:
         """``session`` if there is one, else the session of browser session ``key``
@@ -44,7 +66,11 @@ class SessionStore:
                 return found
             if not self._remove_root.alive:
                 raise RuntimeError(f"the session store at {self.root} is closed")
-            new = Session(workdir=os.path.join(self.root, uuid.uuid4().hex))
+            new = Session(
+                workdir=os.path.join(self.root, uuid.uuid4().hex),
+                budget=self.budget,
+                feature_cache_mb=self.feature_cache_mb,
+            )
             self._sessions[key if key is not None else new.workdir] = new
         return new
 
@@ -69,9 +95,15 @@ class SessionStore:
 
     def close(self) -> None:
         """Shutdown: close every session and delete the root folder with all files."""
+        self._stop.set()
         with self._lock:
             sessions = list(self._sessions.values())
             self._sessions.clear()
         for session in sessions:
             session.close()
         self._remove_root()
+
+
+def sweep_interval(idle_s: float) -> float:
+    """Seconds between idle sweeps: a quarter of the idle time, at most a minute."""
+    return min(60.0, idle_s / 4)

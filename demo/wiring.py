@@ -18,6 +18,7 @@ from demo.render import (
     VIDEO_OUTPUTS,
     VIEW_OUTPUTS,
 )
+from refine.inspect import Session
 
 
 def _handler(fn: Callable, c: dict) -> Callable:
@@ -36,6 +37,8 @@ def _handler(fn: Callable, c: dict) -> Callable:
 
     @user_errors
     def call(*args, **kwargs) -> dict:
+        if args and isinstance(args[0], Session):
+            args[0].touch()  # the user is here: their memory is the most recently used
         if at is not None:
             args = (*args[:at], Controls.of(*args[at : at + n]), *args[at + n :])
         return fn(*args, **kwargs)

@@ -101,3 +101,15 @@ class FeatureCache:
         self._entries.clear()
         self.bytes = 0
         self._pos_enc = None
+
+
+FEATURE_BYTES_PER_INPUT_PIXEL = 112
+"""Bytes one cached frame takes per pixel of SAM2's square input, in float32 (the image
+and the three 256-channel feature levels at 1/4, 1/8 and 1/16; ~117 MB at 1024²)."""
+
+
+def estimated_cache_bytes(frames: int, image_size: int, max_mb: float | None) -> int:
+    """What a video's cache may come to: ``frames`` entries at ``image_size``², at most
+    ``max_mb`` (None: unbounded)."""
+    full = frames * FEATURE_BYTES_PER_INPUT_PIXEL * image_size * image_size
+    return full if max_mb is None else min(full, int(max_mb * 2**20))

@@ -47,6 +47,9 @@ RANDOM_WEIGHTS_WARNING = (
 )
 
 
+SAM2_IMAGE_SIZE = 1024  # the input size of every SAM2.1 config
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """Which SAM2 to build. ``checkpoint=None`` with ``random_weights`` gives an untrained model
@@ -61,6 +64,11 @@ class ModelSpec:
     seed: int = 0
     image_size: int | None = None
     fill_holes: int = 0
+
+    @property
+    def input_size(self) -> int:
+        """SAM2's square input size: ``image_size``, else the configs' 1024."""
+        return self.image_size or SAM2_IMAGE_SIZE
 
     def __post_init__(self) -> None:
         if self.size not in MODEL_SIZES:

@@ -156,7 +156,7 @@ def test_videos_rendered_once_per_branch(session, prop):
 def test_rank_sorts_worst_first_and_caches_runs(session, prop):
     track = make_tracker(lambda spec: prop)
     items = [
-        ((EXAMPLES.case_key(v), lambda v=v: EXAMPLES.load_case(v)), e)
+        ((EXAMPLES.case_key(v), lambda charge, v=v: EXAMPLES.load_case(v, charge)), e)
         for v, e, _ in EXAMPLES.expressions()
     ]
     rows = rank_expressions(session, items, SETTINGS, track, source="examples")
@@ -466,7 +466,9 @@ def test_run_cache_survives_concurrent_runs_and_ranks(tmp_path, prop):
     s = Session(workdir=str(tmp_path / "w"), max_cache_bytes=1)  # every add evicts
     track = make_tracker(lambda spec: prop)
     s.open_case(EXAMPLES.load_case("birds"), "0")
-    items = [((EXAMPLES.case_key("birds"), lambda: EXAMPLES.load_case("birds")), "1")]
+    items = [
+        ((EXAMPLES.case_key("birds"), lambda charge: EXAMPLES.load_case("birds", charge)), "1")
+    ]
     errors: list[BaseException] = []
 
     def ranks() -> None:
@@ -562,7 +564,7 @@ def test_rank_by_the_change_between_memories(session, prop):
         return by_memory[memory.mode](frames, exp_id, exp, params, spec, progress, memory)
 
     items = [
-        ((EXAMPLES.case_key(v), lambda v=v: EXAMPLES.load_case(v)), e)
+        ((EXAMPLES.case_key(v), lambda charge, v=v: EXAMPLES.load_case(v, charge)), e)
         for v, e, _ in EXAMPLES.expressions()
     ]
     samurai = replace(SETTINGS, memory=MemoryConfig("samurai"))

@@ -1,6 +1,7 @@
 """The app's UI-free side: cases and uploads, cached SAM2 runs, ranking, exports and the
 per-user :class:`Session` that ties them together (no Gradio import)."""
 
+from refine.inspect.budget import Charge, MemoryBudget, ServerBusy
 from refine.inspect.cases import Case, DataSource, stage1_preview
 from refine.inspect.exports import FilesRemoved, SessionFiles
 from refine.inspect.ranking import (
@@ -35,8 +36,10 @@ __all__ = [
     "STAGES",
     "Case",
     "CaseRun",
+    "Charge",
     "DataSource",
     "FilesRemoved",
+    "MemoryBudget",
     "OutOfMemory",
     "ProgressFn",
     "RankRow",
@@ -44,6 +47,7 @@ __all__ = [
     "RunCancelled",
     "RunMasks",
     "RunSettings",
+    "ServerBusy",
     "Session",
     "SessionFiles",
     "Tracker",

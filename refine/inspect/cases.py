@@ -15,6 +15,7 @@ from refine.dataset import MevisDataset
 from refine.errors import InputError
 from refine.frames import FrameSource
 from refine.ground_truth import VideoGroundTruth
+from refine.inspect.budget import Charge
 from refine.overlay import DEFAULT_FPS
 from refine.pipeline import check_video_matches
 from refine.selection import select_queries
@@ -30,7 +31,9 @@ class Case:
 
     ``key`` identifies the case within a process (cached runs are keyed by it);
     ``video`` is the plain file name used for downloads; ``gt(exp_id)`` gives bool
-    [T, H, W] or None when that expression has no ground truth.
+    [T, H, W] or None when that expression has no ground truth. ``charge`` (set by the
+    session that holds the case) is told the bytes of ground truth and previews before
+    they are made; :attr:`nbytes` is what the case holds.
     """
 
     key: str
@@ -42,8 +45,29 @@ class Case:
     fps: float = DEFAULT_FPS
     gt: GtLoader | None = None
     source: str = ""
+    charge: Charge | None = field(default=None, repr=False)
     _gt_cache: dict[str, np.ndarray | None] = field(default_factory=dict, repr=False)
     _preview: dict[tuple[str, float], np.ndarray] = field(default_factory=dict, repr=False)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held: frames, stage-1 arrays, ground truth and preview (not the SAM2
+        feature caches, which are charged apart)."""
+        stage1 = sum(
+            getattr(a, "nbytes", 0)
+            for e in self.stage1.expressions.values()
+            for a in (e.scores, e.boxes, e.masks)
+        )
+        gt = sum(_unique_nbytes(self._gt_cache.values()))
+        return self.frames.nbytes + stage1 + gt + sum(p.nbytes for p in self._preview.values())
+
+    def _grow(self, nbytes: int, what: str) -> None:
+        if self.charge is not None:
+            self.charge.grow(nbytes, what)
+
+    def _settle(self) -> None:
+        if self.charge is not None:
+            self.charge.settle(self.nbytes)
 
     @property
     def exp_ids(self) -> list[str]:
@@ -70,47 +94,74 @@ class Case:
             )
         return self.stage1.expressions[exp_id]
 
-    def preview(self, exp_id: str, threshold: float) -> np.ndarray:
-        """Stage-1 union of ``exp_id``'s queries kept at θ = ``threshold``, before SAM2:
-        [T, H, W] bool (the last one asked for is kept)."""
+    def preview(self, exp_id: str, threshold: float, t: int) -> np.ndarray:
+        """Frame ``t`` of the stage-1 union of ``exp_id``'s queries kept at θ =
+        ``threshold``, before SAM2: [H, W] bool. The union of every frame is kept packed
+        (a bit a pixel), for the last (exp_id, θ) asked for."""
         key = (exp_id, float(threshold))
         if key not in self._preview:
             self._preview.clear()
-            self._preview[key] = stage1_preview(self.expression(exp_id), threshold, self.size)
-        return self._preview[key]
+            self._settle()
+            h, w = self.size
+            self._grow(self.num_frames * -(-h * w // 8), f"the stage-1 preview of {exp_id}")
+            try:
+                self._preview[key] = stage1_preview(self.expression(exp_id), threshold, self.size)
+            finally:
+                self._settle()
+        h, w = self.size
+        return np.unpackbits(self._preview[key][t], count=h * w).reshape(h, w).astype(bool)
 
     def ground_truth(self, exp_id: str) -> np.ndarray | None:
         """Ground truth of ``exp_id``: bool [T, H, W], or None without one (cached)."""
         if self.gt is None:
             return None
         if exp_id not in self._gt_cache:
-            gt = self.gt(exp_id)
-            if gt is not None and gt.shape != (self.num_frames, *self.size):
-                raise InputError(
-                    f"{self.video}/{exp_id}: ground truth is {list(gt.shape)} (T, H, W) but the "
-                    f"video is {[self.num_frames, *self.size]}"
-                )
+            self._grow(self.num_frames * self.size[0] * self.size[1], f"ground truth of {exp_id}")
+            try:
+                gt = self.gt(exp_id)
+                if gt is not None and gt.shape != (self.num_frames, *self.size):
+                    raise InputError(
+                        f"{self.video}/{exp_id}: ground truth is {list(gt.shape)} (T, H, W) but "
+                        f"the video is {[self.num_frames, *self.size]}"
+                    )
+            except BaseException:
+                self._settle()
+                raise
             self._gt_cache[exp_id] = gt
+            self._settle()
         return self._gt_cache[exp_id]
 
 
-_PREVIEW_CHUNK = 16 * 2**20  # float32 elements upsampled at once (64 MB)
+_PREVIEW_CHUNK = 4 * 2**20  # float32 elements upsampled at once (16 MB)
 
 
 def stage1_preview(exp: ExpressionStage1, threshold: float, size: tuple[int, int]) -> np.ndarray:
-    """Stage-1 union of the queries kept at θ, without SAM2: [T, H, W] bool. Built a few
-    frames and queries at a time (at most ``_PREVIEW_CHUNK`` upsampled values, or one frame
-    of one query), so that the work in memory does not grow with frames × queries."""
+    """Stage-1 union of the queries kept at θ, without SAM2, packed a bit a pixel:
+    uint8 [T, ceil(H·W / 8)] (``np.unpackbits(out[t], count=H·W).reshape(H, W)`` is frame
+    t). Built a few frames and queries at a time (at most ``_PREVIEW_CHUNK`` upsampled
+    values, or one frame of one query), so that the work in memory does not grow with
+    frames × queries, and nothing of [T, H, W] is held unpacked."""
     kept = select_queries(exp.scores, threshold)
-    out = np.zeros((exp.num_frames, *size), dtype=bool)
     pixels = size[0] * size[1]
+    out = np.zeros((exp.num_frames, -(-pixels // 8)), dtype=np.uint8)
     queries = max(1, min(len(kept), _PREVIEW_CHUNK // pixels))
     frames = max(1, _PREVIEW_CHUNK // (queries * pixels))
     for t in range(0, exp.num_frames if len(kept) else 0, frames):
+        union = np.zeros((min(frames, exp.num_frames - t), *size), dtype=bool)
         for k in range(0, len(kept), queries):
             block = exp.masks[t : t + frames, kept[k : k + queries]]
-            out[t : t + frames] |= upsample_masks(block, size).any(axis=1)
+            union |= upsample_masks(block, size).any(axis=1)
+        out[t : t + frames] = np.packbits(union.reshape(len(union), -1), axis=1)
     return out
+
+
+def _unique_nbytes(arrays) -> list[int]:
+    """nbytes of each distinct array (an upload's ground truth is shared with its reader)."""
+    seen: dict[int, int] = {}
+    for a in arrays:
+        if a is not None:
+            seen[id(a)] = a.nbytes
+    return list(seen.values())
 
 
 @dataclass(frozen=True)
@@ -140,13 +191,15 @@ class DataSource:
     def case_key(self, video: str) -> str:
         return f"{self.name}:{os.path.abspath(self.root)}:{video}"
 
-    def load_case(self, video: str) -> Case:
-        """The case of ``video``: frames from JPEGImages, its stage-1 results and GT."""
+    def load_case(self, video: str, charge: Charge | None = None) -> Case:
+        """The case of ``video``: frames from JPEGImages, its stage-1 results and GT
+        (``charge`` is told the stage-1 results' size before they are read)."""
         info = self.dataset.video(video)
         frames = info.frame_source()
         size = (frames.height, frames.width)
+        reserve = charge.grow if charge is not None else None
         source, stage1 = load_video_stage1(
-            self.stage1_dir, video, info.frame_names, size, info.expressions
+            self.stage1_dir, video, info.frame_names, size, info.expressions, reserve=reserve
         )
         check_video_matches(stage1, info.frame_names, frames, source)
         gt = VideoGroundTruth(self.root, video, size) if self.has_gt else None
@@ -159,6 +212,7 @@ class DataSource:
             sentences=dict(info.expressions),
             gt=gt,
             source=self.name,
+            charge=charge,
         )
 
 

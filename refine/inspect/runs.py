@@ -149,6 +149,10 @@ class CaseRun:
     def nbytes(self) -> int:
         return self.result.nbytes
 
+    @property
+    def key(self) -> RunKey:
+        return (self.case_key, self.exp_id, self.settings)
+
     def decision(self, area_ratio: Fraction, vote: Fraction) -> FusionDecision:
         return self.result.decision(area_ratio, vote)
 
@@ -227,6 +231,15 @@ class RunCache:
             del self._runs[key]
             if self.on_evict is not None:
                 self.on_evict(run)
+
+    def drop(self, key: RunKey) -> CaseRun | None:
+        """Forget the run of ``key`` (no ``on_evict``); returns it, or None."""
+        with self._lock:
+            return self._runs.pop(key, None)
+
+    def keys_of_case(self, case_key: str) -> list[RunKey]:
+        with self._lock:
+            return [k for k in self._runs if k[0] == case_key]
 
     def clear(self) -> None:
         with self._lock:

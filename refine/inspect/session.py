@@ -14,8 +14,10 @@ from fractions import Fraction
 import numpy as np
 
 from refine.errors import InputError
+from refine.feature_cache import DEFAULT_CACHE_MB
 from refine.files import remove_tree
 from refine.fusion import DEFAULT_AREA_RATIO, DEFAULT_VOTE, FusionDecision, as_fraction
+from refine.inspect.budget import Charge, MemoryBudget
 from refine.inspect.cases import Case
 from refine.inspect.exports import SessionFiles
 from refine.inspect.ranking import RankRow, fused_scores, stage_scores
@@ -24,17 +26,21 @@ from refine.inspect.runs import (
     CaseRun,
     ProgressFn,
     RunCache,
+    RunKey,
     RunSettings,
     Tracker,
     track_run,
 )
+from refine.inspect.session_memory import SessionMemory
 from refine.overlay import STAGE_COLORS, overlay_mask
 from refine.selection import DEFAULT_THRESHOLD
 
 STAGES = ("stage1", "sam2", "fused")
 MAX_CASES = 4  # videos kept in memory per session (frames + SAM2 feature caches)
-CaseLoader = Callable[[], Case] | tuple[str, Callable[[], Case]]
-"""``load()`` → Case, or ``(case_key, load)`` to reuse a recent case of that key."""
+Loader = Callable[[Charge], Case]
+CaseLoader = Loader | tuple[str, Loader]
+"""``load(charge)`` → Case (``charge`` is to be told what the case holds before it is
+read), or ``(case_key, load)`` to reuse a recent case of that key."""
 
 
 class Session:
@@ -42,15 +48,26 @@ class Session:
 
     ``workdir`` holds the session's files (:class:`SessionFiles`); it is deleted by
     :meth:`remove_files`, :meth:`close`, and when the session is garbage-collected.
-    Runs live in a :class:`RunCache` bounded by ``max_cache_bytes`` of masks.
+    Runs live in a :class:`RunCache` bounded by ``max_cache_bytes`` of masks. Every case,
+    run and SAM2 feature cache is charged to ``budget`` (shared by the process's sessions;
+    none: unbounded) before it is made; when the budget takes one back, the session drops
+    it and :attr:`notice` tells the user why (see :class:`SessionMemory`).
     """
 
-    def __init__(self, workdir: str | None = None, max_cache_bytes: int = DEFAULT_CACHE_BYTES):
+    def __init__(
+        self,
+        workdir: str | None = None,
+        max_cache_bytes: int = DEFAULT_CACHE_BYTES,
+        budget: MemoryBudget | None = None,
+        feature_cache_mb: float = DEFAULT_CACHE_MB,
+    ):
         self.workdir = workdir or tempfile.mkdtemp(prefix="refine-app-")
         os.makedirs(self.workdir, exist_ok=True)
         weakref.finalize(self, remove_tree, self.workdir, "session folder")
         self.files = SessionFiles(self.workdir)
-        self.runs = RunCache(max_cache_bytes, on_evict=self.files.drop_videos)
+        self.runs = RunCache(max_cache_bytes, on_evict=self._run_evicted)
+        self.memory = SessionMemory(self, budget or MemoryBudget(), feature_cache_mb)
+        self.notice: str | None = None
         self.case: Case | None = None
         self.exp_id: str | None = None
         self.run: CaseRun | None = None
@@ -70,11 +87,11 @@ class Session:
         already in the session under the same key is reused (with its feature cache)."""
         if not case.exp_ids:
             raise InputError(f"{case.video}: the stage-1 results have no expressions")
-        case = self.case_for((case.key, lambda: case))
+        case = self.case_for((case.key, lambda charge: case))
         exp_id = exp_id if exp_id is not None else case.exp_ids[0]
         case.expression(exp_id)
         with self._lock:
-            self.case = case
+            self.case, self.notice = case, None
             self.select_expression(exp_id)
 
     def known_case(self, key: str) -> Case | None:
@@ -82,18 +99,32 @@ class Session:
         return self._cases.get(key)
 
     def case_for(self, load: CaseLoader) -> Case:
-        """``load()``'s case, or with ``(key, load)`` the recently used case of that key."""
+        """``load(charge)``'s case, or with ``(key, load)`` the recently used case of that
+        key. A new case is charged to the budget (ServerBusy when it cannot fit)."""
         key, loader = load if isinstance(load, tuple) else (None, load)
         case = self._cases.get(key) if key is not None else None
         if case is None:
-            case = loader()
+            case = self.memory.load(loader, key)
+        self.memory.use(case)
         with self._lock:
             self._cases[case.key] = case
             self._cases.move_to_end(case.key)
-            for old in list(self._cases)[: max(len(self._cases) - MAX_CASES, 0)]:
-                if self._cases[old] is not self.case:
-                    del self._cases[old]
+            old = list(self._cases)[: max(len(self._cases) - MAX_CASES, 0)]
+            dropped = [self._cases.pop(k) for k in old if self._cases[k] is not self.case]
+        for gone in dropped:
+            self.memory.drop_case(gone)
         return case
+
+    def release_case(self, case: Case, reason: str) -> None:
+        """The budget took ``case`` back: forget it and its runs; tell the user if shown."""
+        with self._lock:
+            if self._cases.get(case.key) is case:
+                del self._cases[case.key]
+            for key in self.runs.keys_of_case(case.key):
+                self.memory.drop_run(key, self.runs.drop(key))
+            if self.case is case:
+                self.case, self.exp_id, self.run, self.decision = None, None, None, None
+                self.notice = f"{case.video} was closed {reason}: open it again to go on."
 
     def select_expression(self, exp_id: str, settings: RunSettings | None = None) -> None:
         """Show ``exp_id`` of the current case, with its cached run for ``settings`` (or its
@@ -110,6 +141,17 @@ class Session:
         if settings is None:
             return self.runs.latest(key, exp_id)
         return self.runs.get((key, exp_id, settings))
+
+    def release_run(self, key: RunKey, reason: str) -> None:
+        """The budget took the run of ``key`` back: forget it (the page shows no SAM2 masks
+        until Run)."""
+        with self._lock:
+            run = self.runs.drop(key)
+            if run is not None and self.run is run:
+                self.run, self.decision = None, None
+                self.notice = f"The SAM2 run was released {reason}: press Run again."
+        if run is not None:
+            self.files.drop_videos(run)
 
     # ---- SAM2 ------------------------------------------------------------------------------
     def begin(self) -> None:
@@ -145,17 +187,19 @@ class Session:
     ) -> CaseRun:
         """Run SAM2 on ``exp_id`` of ``case`` (not the cache's run: a new one) and cache it."""
         key = (case.key, exp_id, settings)
-        run = track_run(
-            self.runs,
-            case.frames,
-            key,
-            case.expression(exp_id),
-            tracker,
-            self.cancel,
-            progress,
-            keep=(self.run,),
-            label=f"{case.video}/{exp_id}",
-        )
+        with self.memory.tracking(case, key, settings.spec):
+            run = track_run(
+                self.runs,
+                case.frames,
+                key,
+                case.expression(exp_id),
+                tracker,
+                self.cancel,
+                progress,
+                keep=(self.run,),
+                label=f"{case.video}/{exp_id}",
+            )
+        self.memory.settle_run(run)
         if len(run.result.kept):
             with self._lock:
                 self.sam2_runs += 1
@@ -198,7 +242,7 @@ class Session:
         if stage == "stage1":
             if run is not None:
                 return run.result.stage1[t]
-            return self.require_case().preview(self._require_exp(), self.preview_threshold)[t]
+            return self.require_case().preview(self._require_exp(), self.preview_threshold, t)
         if run is None or decision is None:
             return None
         return run.result.sam2[t] if stage == "sam2" else run.fused(decision, t)
@@ -232,19 +276,31 @@ class Session:
         with self._lock:
             self.files.remove()
 
+    def touch(self) -> None:
+        """The user did something: this session's memory is the most recently used."""
+        self.memory.touch()
+
+    def _run_evicted(self, run: CaseRun) -> None:
+        self.files.drop_videos(run)
+        self.memory.drop_run(run.key, None)
+
     def close(self) -> None:
-        """End the session: delete its folder and drop its cases and cached runs."""
+        """End the session: delete its folder, drop its cases and cached runs and return
+        their memory to the budget."""
         with self._lock:
             self.case, self.exp_id, self.run, self.decision = None, None, None, None
             self.runs.clear()
             self._cases.clear()
             self.ranking = []
             self.files.remove()
+        self.memory.close()
 
     # ---- checks ----------------------------------------------------------------------------
     def require_case(self) -> Case:
         if self.case is None:
-            raise InputError("no case is open: pick an example, upload a video, or pick a video")
+            raise InputError(
+                self.notice or "no case is open: pick an example, upload a video, or pick a video"
+            )
         return self.case
 
     def _require_exp(self) -> str:

@@ -11,7 +11,7 @@ import uuid
 from refine.dataset import parse_meta_expressions
 from refine.errors import InputError
 from refine.files import parse_json
-from refine.frames import FrameSource
+from refine.inspect.budget import Charge
 from refine.inspect.cases import Case
 from refine.limits import DEFAULT_LIMITS, UploadLimits
 from refine.names import check_name
@@ -37,6 +37,7 @@ def case_from_upload(
     gt_path: str | None = None,
     limits: UploadLimits = DEFAULT_LIMITS,
     meta_path: str | None = None,
+    charge: Charge | None = None,
 ) -> Case:
     """A case from uploaded files.
 
@@ -47,7 +48,8 @@ def case_from_upload(
     meta_path: optional ``meta_expressions.json`` (MeViS layout) giving the sentences.
     A video file's frames take the stage-1 frame names (the counts must agree); a zip's
     frame names must equal them. Every file is checked against ``limits`` before it is
-    read (sizes of all first); the npz is never unpickled.
+    read (sizes of all first); the npz is never unpickled. ``charge`` is told what each
+    part will hold before it is read (and set to what the case holds at the end).
     """
     from refine.video_io import is_zip_path, read_masks_zip, read_video
 
@@ -70,18 +72,24 @@ def case_from_upload(
             limits.check_file_size(path, what)
     video_name = upload_video_name(video_path)
     sentences = _uploaded_sentences(meta_path, stage1_path if ext != ".npz" else None, video_name)
-    video = read_video(video_path, limits)
-    t, h, w = video.frames.shape[:3]
+    reserve = charge.grow if charge is not None else None
+    video = read_video(video_path, limits, reserve)
+    frames = video.frames
+    t, h, w = len(frames), frames.height, frames.width
     if ext == ".npz":
         stage1 = load_stage1_npz(
-            stage1_path, max_bytes=limits.max_unpacked_bytes, max_ratio=limits.max_zip_ratio
+            stage1_path,
+            max_bytes=limits.max_unpacked_bytes,
+            max_ratio=limits.max_zip_ratio,
+            reserve=reserve,
         )
         for exp_id, exp in stage1.expressions.items():
             limits.check_stage1_work(exp_id, t, exp.scores.shape[1], (h, w), sname)
-    else:
-        masks = read_masks_zip(stage1_path, limits, what="stage-1 masks")
+    else:  # bool masks, then float16 logits beside them: 3 bytes a pixel
+        masks = read_masks_zip(stage1_path, limits, "stage-1 masks", reserve, bytes_per_pixel=3)
         _check_mask_size(masks.masks, (h, w), sname, vname)
         stage1 = stage1_from_binary_masks(masks.masks, masks.frame_names, {})
+        del masks
     names = video.frame_names
     if video.fps is not None:  # a video file: its frames have no names of their own
         if len(stage1.frame_names) != t:
@@ -90,11 +98,10 @@ def case_from_upload(
                 f"has {t}; upload the results made from this video"
             )
         names = list(stage1.frame_names)
-    frames = FrameSource.from_arrays(video.frames)
     check_video_matches(stage1, names, frames, sname)
-    gt = _uploaded_gt(gt_path, stage1, names, (h, w), vname, limits) if gt_path else None
+    gt = _uploaded_gt(gt_path, stage1, names, (h, w), vname, limits, reserve) if gt_path else {}
     own = {k: e.sentence for k, e in stage1.expressions.items() if e.sentence}
-    return Case(
+    case = Case(
         key=f"upload:{uuid.uuid4().hex}",
         video=video_name,
         frames=frames,
@@ -102,15 +109,20 @@ def case_from_upload(
         stage1=stage1,
         sentences={**own, **{k: s for k, s in sentences.items() if s}},
         fps=video.fps or DEFAULT_FPS,
-        gt=gt,
+        gt=gt.get if gt_path else None,
         source="upload",
+        charge=charge,
+        _gt_cache={e: gt.get(e) for e in stage1.expressions} if gt_path else {},
     )
+    case._settle()
+    return case
 
 
-def _uploaded_gt(gt_path, stage1: VideoStage1, names, size, vname, limits):
+def _uploaded_gt(gt_path, stage1: VideoStage1, names, size, vname, limits, reserve) -> dict:
+    """{exp_id: bool [T, H, W]} of the ground-truth zip, checked against the stage 1."""
     from refine.video_io import read_masks_zip
 
-    gt_set = read_masks_zip(gt_path, limits, what="ground-truth masks")
+    gt_set = read_masks_zip(gt_path, limits, "ground-truth masks", reserve)
     gname = os.path.basename(gt_path)
     _check_mask_size(gt_set.masks, size, gname, vname)
     if gt_set.frame_names != names:
@@ -123,7 +135,7 @@ def _uploaded_gt(gt_path, stage1: VideoStage1, names, size, vname, limits):
         raise InputError(
             f"{gname}: ground truth for expressions {unknown} that have no stage-1 results"
         )
-    return gt_set.masks.get
+    return gt_set.masks
 
 
 def _uploaded_sentences(meta_path: str | None, stage1_zip: str | None, video: str) -> dict:
