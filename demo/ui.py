@@ -13,6 +13,7 @@ from __future__ import annotations
 import gradio as gr
 from starlette.middleware import Middleware
 
+from demo.cached_image import serve_arrays_atomically
 from demo.callbacks import Callbacks
 from demo.config import AppConfig
 from demo.controls import (
@@ -235,15 +236,17 @@ def _outputs(c: dict, cb: Callbacks) -> None:
     c["case_info"] = gr.Markdown(NO_CASE, label="case", elem_id="case-info")
     with gr.Row():
         for stage, label in STAGE_LABELS.items():
-            c[f"img_{stage}"] = gr.Image(
-                label=label,
-                type="numpy",
-                format="jpeg",
-                interactive=False,
-                elem_id=f"img-{stage}",
-                elem_classes="overlay",
-                height=OVERLAY_HEIGHT,
-                buttons=[],
+            c[f"img_{stage}"] = serve_arrays_atomically(
+                gr.Image(
+                    label=label,
+                    type="numpy",
+                    format="jpeg",
+                    interactive=False,
+                    elem_id=f"img-{stage}",
+                    elem_classes="overlay",
+                    height=OVERLAY_HEIGHT,
+                    buttons=[],
+                )
             )
     c["frame"] = gr.Slider(0, 1, value=0, step=1, label="frame", elem_id="frame")
     c["decision"] = gr.Markdown("", label="fusion decision", elem_id="decision")
