@@ -8,7 +8,12 @@ import os
 import httpx
 import pytest
 
-from demo.upload_guard import FILES_PER_REQUEST, MULTIPART_OVERHEAD
+from demo.upload_guard import (
+    FILES_PER_REQUEST,
+    MULTIPART_OVERHEAD,
+    PartCounter,
+    TooManyParts,
+)
 from tests.launch import start_app, stop_app, wait_until_up
 
 MAX_FILE = 1024  # --max-upload-mb 1/1024: the per-file limit in bytes
@@ -67,3 +72,22 @@ def test_an_upload_request_without_a_length_is_refused(app):
     )
     assert resp.status_code == 411 and "no Content-Length" in resp.text
     assert set(_files(gradio_temp)) == before
+
+
+def test_an_upload_request_with_more_files_than_the_inputs_is_refused(app):
+    url, gradio_temp = app
+    before = set(_files(gradio_temp))
+    files = [("files", (f"f{i}.zip", b"\0" * 10)) for i in range(FILES_PER_REQUEST + 1)]
+    resp = httpx.post(url, files=files, timeout=30)
+    assert resp.status_code == 413 and "more than 4 files" in resp.text
+    assert set(_files(gradio_temp)) == before
+
+
+def test_part_counter_counts_delimiters_split_across_chunks():
+    body = b"".join(b"--xyz\r\npart %d\r\n" % i for i in range(4)) + b"--xyz--\r\n"
+    counter = PartCounter(b"--xyz", max_parts=4)
+    for i in range(len(body)):  # one byte at a time: every delimiter is split
+        counter.feed(body[i : i + 1])
+    assert counter.seen == 5
+    with pytest.raises(TooManyParts):
+        PartCounter(b"--xyz", max_parts=3).feed(body)
