@@ -11,7 +11,9 @@ diagnostics, downloads and the failure cases are tabs below the overlays.
 from __future__ import annotations
 
 import gradio as gr
+from starlette.middleware import Middleware
 
+from demo.cached_image import serve_arrays_atomically
 from demo.callbacks import Callbacks
 from demo.config import AppConfig
 from demo.controls import (
@@ -22,6 +24,7 @@ from demo.controls import (
     Controls,
 )
 from demo.rank_handlers import RANK_ORDER_CHOICES
+from demo.upload_guard import UploadGuard, max_request_bytes
 from demo.views import (
     FAKE_BANNER,
     METRIC_HEADERS,
@@ -65,9 +68,16 @@ OVERLAY_HEIGHT = 260
 
 def launch_kwargs(config: AppConfig | None = None) -> dict:
     """Arguments of ``Blocks.launch`` that the app needs: the CSS (Gradio 6 takes it at
-    launch) and the upload limit, so that Gradio refuses larger files before storing them."""
+    launch), the upload limit, so that Gradio refuses larger files before storing them, and
+    :class:`UploadGuard`, which refuses an upload request larger than the app's file inputs
+    at that limit before Gradio reads it."""
     limits = (config or AppConfig()).limits
-    return {"css": CSS, "max_file_size": limits.max_upload_bytes}
+    guard = Middleware(UploadGuard, max_bytes=max_request_bytes(limits))
+    return {
+        "css": CSS,
+        "max_file_size": limits.max_upload_bytes,
+        "app_kwargs": {"middleware": [guard]},
+    }
 
 
 def build_app(config: AppConfig) -> tuple[gr.Blocks, Callbacks]:
@@ -226,15 +236,17 @@ def _outputs(c: dict, cb: Callbacks) -> None:
     c["case_info"] = gr.Markdown(NO_CASE, label="case", elem_id="case-info")
     with gr.Row():
         for stage, label in STAGE_LABELS.items():
-            c[f"img_{stage}"] = gr.Image(
-                label=label,
-                type="numpy",
-                format="jpeg",
-                interactive=False,
-                elem_id=f"img-{stage}",
-                elem_classes="overlay",
-                height=OVERLAY_HEIGHT,
-                buttons=[],
+            c[f"img_{stage}"] = serve_arrays_atomically(
+                gr.Image(
+                    label=label,
+                    type="numpy",
+                    format="jpeg",
+                    interactive=False,
+                    elem_id=f"img-{stage}",
+                    elem_classes="overlay",
+                    height=OVERLAY_HEIGHT,
+                    buttons=[],
+                )
             )
     c["frame"] = gr.Slider(0, 1, value=0, step=1, label="frame", elem_id="frame")
     c["decision"] = gr.Markdown("", label="fusion decision", elem_id="decision")
