@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from refine.errors import InputError
 from refine.feature_cache import DEFAULT_CACHE_MB
+from refine.inspect.work_limits import WorkLimits
 from refine.limits import DEFAULT_LIMITS, MB, UploadLimits
 from refine.models import MODEL_SIZES, resolve_checkpoint
 
@@ -28,7 +29,8 @@ class AppConfig:
     is its prompt on every frame); propagator_factory: ModelSpec → propagator, replacing SAM2
     (tests); None uses SAM2 (or the fake with ``fake_sam2``); limits: what an upload may
     cost (file size, frames, pixels, duration, zips), also given to Gradio as its
-    ``max_file_size``.
+    ``max_file_size``; work: what one request may ask of SAM2 (expressions per ranking,
+    frames × objects per run).
     """
 
     host: str = "127.0.0.1"
@@ -44,6 +46,7 @@ class AppConfig:
     fake_sam2: bool = False
     propagator_factory: Callable | None = None
     limits: UploadLimits = field(default_factory=UploadLimits)
+    work: WorkLimits = field(default_factory=WorkLimits)
 
     def __post_init__(self) -> None:
         if self.model_size is not None and self.model_size not in MODEL_SIZES:
@@ -147,6 +150,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="SAM2 frame-feature cache per video, shared by its expressions "
         f"(default {DEFAULT_CACHE_MB:g}; 0: none)",
     )
+    work = WorkLimits()
+    p.add_argument(
+        "--max-rank-expressions",
+        type=int,
+        default=work.max_rank_expressions,
+        metavar="N",
+        help=f"most expressions one ranking may run (default {work.max_rank_expressions})",
+    )
+    p.add_argument(
+        "--max-run-work",
+        type=int,
+        default=work.max_run_work,
+        metavar="N",
+        help="most frames x tracked objects of one SAM2 run "
+        f"(default {work.max_run_work} = 600 frames x 20 objects)",
+    )
     for flag, (_, kind, metavar, text, default) in _limit_flags().items():
         p.add_argument(
             flag,
@@ -234,4 +253,13 @@ def parse_args(argv: Sequence[str] | None = None) -> AppConfig:
         cache_mb=args.cache_mb,
         fake_sam2=args.fake_sam2,
         limits=limits_from_args(args),
+        work=_work_from_args(args),
     )
+
+
+def _work_from_args(args: argparse.Namespace) -> WorkLimits:
+    for flag in ("--max-rank-expressions", "--max-run-work"):
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value < 1:
+            raise InputError(f"{flag} must be at least 1, got {value}")
+    return WorkLimits(args.max_rank_expressions, args.max_run_work)
