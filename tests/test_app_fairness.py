@@ -18,7 +18,7 @@ from tests.launch import free_port
 
 SLOW = ("small", "cpu", "random", "mask", 0.275, "sam2")  # the ranking session's settings
 FAST = ("tiny", "cpu", "random", "mask", 0.275, "sam2")  # the other session's
-FRAME_S = 0.06  # per frame of a slow track: 12 frames → 0.72 s per expression
+FRAME_S = 0.04  # per frame of a slow track: 12 frames → 0.48 s per expression
 TRACKS = 6  # the bundled examples: 3 expressions with kept queries, each with both memories
 
 
