@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from refine.errors import InputError
 from refine.feature_cache import DEFAULT_CACHE_MB
 from refine.inspect.budget import MemoryBudget
+from refine.inspect.work_limits import WorkLimits
 from refine.limits import DEFAULT_LIMITS, MB, UploadLimits
 from refine.models import MODEL_SIZES, resolve_checkpoint
 
@@ -35,7 +36,9 @@ class AppConfig:
     cost (file size, frames, pixels, duration, zips), also given to Gradio as its
     ``max_file_size``; max_memory_gb / max_gpu_memory_gb: what all sessions together may
     hold in RAM (cases, runs, CPU feature caches) and in GPU memory (feature caches);
-    idle_minutes: a session unused this long gives its memory back.
+    idle_minutes: a session unused this long gives its memory back;
+    work: what one request may ask of SAM2 (expressions per ranking, frames ×
+    objects per run).
     """
 
     host: str = "127.0.0.1"
@@ -54,6 +57,7 @@ class AppConfig:
     max_memory_gb: float = DEFAULT_MEMORY_GB
     max_gpu_memory_gb: float = DEFAULT_GPU_MEMORY_GB
     idle_minutes: float = DEFAULT_IDLE_MINUTES
+    work: WorkLimits = field(default_factory=WorkLimits)
 
     def __post_init__(self) -> None:
         if self.model_size is not None and self.model_size not in MODEL_SIZES:
@@ -197,6 +201,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="a session unused this long gives its cases and runs back "
         f"(default {DEFAULT_IDLE_MINUTES:g})",
     )
+    work = WorkLimits()
+    p.add_argument(
+        "--max-rank-expressions",
+        type=int,
+        default=work.max_rank_expressions,
+        metavar="N",
+        help=f"most expressions one ranking may run (default {work.max_rank_expressions})",
+    )
+    p.add_argument(
+        "--max-run-work",
+        type=int,
+        default=work.max_run_work,
+        metavar="N",
+        help="most frames x tracked objects of one SAM2 run "
+        f"(default {work.max_run_work} = 600 frames x 20 objects)",
+    )
     for flag, (_, kind, metavar, text, default) in _limit_flags().items():
         p.add_argument(
             flag,
@@ -287,4 +307,13 @@ def parse_args(argv: Sequence[str] | None = None) -> AppConfig:
         max_gpu_memory_gb=args.max_gpu_memory_gb,
         idle_minutes=args.idle_minutes,
         limits=limits_from_args(args),
+        work=_work_from_args(args),
     )
+
+
+def _work_from_args(args: argparse.Namespace) -> WorkLimits:
+    for flag in ("--max-rank-expressions", "--max-run-work"):
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value < 1:
+            raise InputError(f"{flag} must be at least 1, got {value}")
+    return WorkLimits(args.max_rank_expressions, args.max_run_work)

@@ -19,7 +19,9 @@ from demo.gpu import make_tracker, resolve_device
 from demo.sessions import SessionStore
 from refine.errors import InputError
 from refine.fusion import as_fraction
-from refine.inspect import DataSource, FilesRemoved, RunSettings, Session
+from refine.inspect import DataSource, FilesRemoved, RunSettings, Session, Tracker
+from refine.inspect.fair_queue import FairGate, gated
+from refine.inspect.work_limits import bounded
 from refine.models import resolve_checkpoint
 
 log = logging.getLogger(__name__)
@@ -90,7 +92,9 @@ def _static_factory(cls: type) -> Callable:
 
 
 class AppContext:
-    """The app's configuration, browser sessions, data sources and SAM2 tracker."""
+    """The app's configuration, browser sessions, data sources and SAM2 tracker, whose
+    calls (one expression each) share the fair :attr:`gate` of ``config.concurrency``
+    slots."""
 
     def __init__(self, config: AppConfig) -> None:
         self.config = config
@@ -100,6 +104,7 @@ class AppContext:
 
             factory = _static_factory(StaticPropagator)
         self.track = make_tracker(factory, config.cache_mb)
+        self.gate = FairGate(config.concurrency)
         self.uses_sam2 = factory is None  # False: a fake/test propagator, no checkpoint needed
         features = config.cache_mb if self.uses_sam2 else 0  # a fake SAM2 caches nothing
         self.sessions = SessionStore(budget=config.budget(), feature_cache_mb=features)
@@ -111,6 +116,13 @@ class AppContext:
             self.sources["dataset"] = DataSource(
                 "dataset", config.mevis_root, config.dataset_stage1_dir
             )
+
+    def tracker(self, session: Session, on_wait: Callable[[], None] | None = None) -> Tracker:
+        """The tracker for ``session``'s runs: each call refuses work over the limits
+        (``config.work``), then waits for its turn at the gate (``on_wait()`` when it must
+        wait; the session's Stop ends the wait) and holds a slot while SAM2 tracks."""
+        track = gated(self.track, self.gate, session, session.cancel, on_wait)
+        return bounded(track, self.config.work)
 
     def session(self, session: Session | None, request: gr.Request | None = None) -> Session:
         """``session``, or the browser session's new one (with its own folder)."""

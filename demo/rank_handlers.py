@@ -58,6 +58,7 @@ class RankHandlers:
         limit = int(limit or 0)
         if limit < 1:
             raise InputError(f"the number of expressions to rank must be at least 1, got {limit}")
+        self.ctx.config.work.check_rank(limit)
         items = self._rank_items(session, rank_set)[:limit]
         settings = self.ctx.run_settings(controls)
         compare = None
@@ -65,24 +66,36 @@ class RankHandlers:
             other = "sam2" if settings.memory.samurai else "samurai"
             compare = dataclasses.replace(settings, memory=MemoryConfig(other))
 
+        done = [0]
+
         def on_progress(i: int, n: int, label: str) -> None:
+            done[0] = i
             progress((i, n), desc=f"ranking: {label}", unit="expressions")
 
-        note = None
+        def on_wait() -> None:  # between expressions, other sessions' runs go first
+            progress((done[0], len(items)), desc="ranking: waiting for SAM2…", unit="expressions")
+
+        note, skipped = None, []
+        tracker = self.ctx.tracker(session, on_wait)
         try:
             with self.runs.track(session):
                 rows = rank_expressions(
-                    session, items, settings, self.ctx.track, on_progress, rank_set, compare
+                    session, items, settings, tracker, on_progress, rank_set, compare, skipped
                 )
         except RunCancelled as err:
             gr.Warning(f"ranking stopped ({err})")
             rows, note = session.ranking, warning_status(f"Stopped: {err}.")
+        if not rows and skipped:
+            raise InputError(skipped[0])
         if not rows and note is None:
             raise InputError(f"no expression of the {rank_set} set has ground truth to rank by")
         note = note or (
             f"{plural(len(rows), 'expression')} ranked with {self.ctx.model_name(settings)}. "
             "Click a row to open it (its SAM2 masks are cached)."
         )
+        if skipped:
+            more = f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+            note += f" Left out, too much SAM2 work: {'; '.join(skipped[:3])}{more}"
         return {
             "session": session,
             "rank_table": self._table(session, rank_order),

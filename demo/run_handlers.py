@@ -105,11 +105,14 @@ class RunHandlers:
         def on_progress(done: int, total: int) -> None:
             progress(min(done / max(total, 1), 1.0), desc="SAM2 tracking: forward, then back")
 
+        def on_wait() -> None:
+            progress(0, desc="waiting for SAM2: other sessions' runs go first…")
+
         cached = session.cached_run(session.exp_id, settings) is not None
         start = time.monotonic()
         try:
             with self.track(session):
-                run = session.run_sam2(settings, self.ctx.track, on_progress)
+                run = session.run_sam2(settings, self.ctx.tracker(session, on_wait), on_progress)
         except RunCancelled as err:
             gr.Warning(f"SAM2 run stopped ({err}); the masks shown are unchanged.")
             return view(

@@ -297,8 +297,14 @@ def _failure_cases(c: dict, cb: Callbacks) -> None:
         c["rank_order"] = gr.Radio(
             RANK_ORDER_CHOICES, value="fused", label="Rank by", elem_id="rank-order"
         )
+        most = cb.ctx.config.work.max_rank_expressions
         c["rank_limit"] = gr.Number(
-            value=50, precision=0, minimum=1, label="at most N expressions", elem_id="rank-limit"
+            value=min(50, most),
+            precision=0,
+            minimum=1,
+            maximum=most,
+            label="at most N expressions",
+            elem_id="rank-limit",
         )
     c["rank_btn"] = gr.Button("Rank expressions", elem_id="rank-button")
     c["rank_note"] = gr.Markdown("", label="ranking note", elem_id="rank-note")

@@ -51,6 +51,17 @@ def _handler(fn: Callable, c: dict) -> Callable:
     return handler
 
 
+WAITING_AT_GATE = 4  # SAM2 events of each kind admitted beyond the gate's slots
+
+
+def admitted(config: AppConfig) -> int:
+    """How many Run (and, separately, Rank) events Gradio lets in at once: the gate's
+    slots, plus a few that wait at the gate, where turns go round-robin by session (in
+    Gradio's queue they would go first come, first served). Each holds a server thread
+    while it waits, so this is bounded."""
+    return config.concurrency + WAITING_AT_GATE
+
+
 def wire(c: dict, cb: Callbacks, config: AppConfig) -> None:
     """Connect the events of the components ``c`` (by name) to the handlers of ``cb``."""
     controls = [c[k] for k in CONTROL_NAMES]
@@ -63,7 +74,11 @@ def wire(c: dict, cb: Callbacks, config: AppConfig) -> None:
     video_out = outs((*VIDEO_OUTPUTS, "status"))
     videos = _handler(cb.runs.videos, c)
     private = {"api_visibility": "private"}
-    sam2 = {"concurrency_id": "sam2", "concurrency_limit": config.concurrency}
+    # The SAM2 work of Run and Rank is shared out by the context's fair gate, one
+    # expression at a time; Gradio only admits them, each kind in its own group, so that a
+    # long ranking never holds a Run in Gradio's queue (see admitted).
+    run_group = {"concurrency_id": "sam2-run", "concurrency_limit": admitted(config)}
+    rank_group = {"concurrency_id": "sam2-rank", "concurrency_limit": admitted(config)}
 
     def opens(event, fn: Callable, inputs: list, api_name: str, **kw) -> None:
         """An event that opens a view, then renders its videos."""
@@ -112,7 +127,7 @@ def wire(c: dict, cb: Callbacks, config: AppConfig) -> None:
         view_out,
         api_name="run",
         show_progress_on=progress_on,
-        **sam2,
+        **run_group,
     ).success(videos, [c["session"]], video_out, api_name="videos")
     c["stop"].click(
         _handler(cb.runs.stop, c), [c["session"]], [c["status"]], queue=False, api_name="stop"
@@ -193,7 +208,7 @@ def wire(c: dict, cb: Callbacks, config: AppConfig) -> None:
         ],
         outs(("session", "rank_table", "rank_note", "sam2_runs", "status")),
         api_name="rank",
-        **sam2,
+        **rank_group,
     )
     c["rank_order"].change(
         _handler(cb.ranks.reorder, c),

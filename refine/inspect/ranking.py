@@ -13,6 +13,7 @@ import numpy as np
 from refine.errors import InputError
 from refine.fusion import FusionDecision, decide, union_branch
 from refine.inspect.runs import CaseRun, RunCancelled, RunSettings, Tracker, branch
+from refine.inspect.work_limits import TooMuchWork
 
 if TYPE_CHECKING:
     from refine.inspect.session import CaseLoader, Session
@@ -133,12 +134,16 @@ def rank_expressions(
     progress: Callable[[int, int, str], None] | None = None,
     source: str = "",
     compare: RunSettings | None = None,
+    skipped: list[str] | None = None,
 ) -> list[RankRow]:
     """Run (or reuse) SAM2 in ``session`` on each (case loader, exp_id) with ground truth
     and score it; expressions without ground truth are left out. With ``compare`` (e.g. the
     other tracking memory) each expression is also run with those settings, as the row's
     ``other``. The rows become the session's ranking. ``progress(i, n, label)``; the
-    session's stop request → RunCancelled.
+    session's stop request → RunCancelled. Each expression is one call of ``tracker`` (per
+    settings), so a tracker that takes turns (:func:`refine.inspect.fair_queue.gated`) lets
+    other work in between. An expression the tracker refuses as too much work
+    (TooMuchWork) is left out, its message added to ``skipped``.
     """
     items = list(items)
     rows: list[RankRow] = []
@@ -151,10 +156,16 @@ def rank_expressions(
         gt = case.ground_truth(exp_id)
         if gt is None:
             continue
-        row = _scored_row(session, case, exp_id, gt, settings, tracker, source)
-        if compare is not None:
-            other = _scored_row(session, case, exp_id, gt, compare, tracker, source)
-            row = dataclasses.replace(row, other=other)
+        try:
+            row = _scored_row(session, case, exp_id, gt, settings, tracker, source)
+            if compare is not None:
+                other = _scored_row(session, case, exp_id, gt, compare, tracker, source)
+                row = dataclasses.replace(row, other=other)
+        except TooMuchWork as err:
+            if skipped is None:
+                raise
+            skipped.append(f"{case.video}: {err}")
+            continue
         rows.append(row)
     if progress is not None:
         progress(len(items), len(items), "done")
