@@ -94,8 +94,7 @@ class RunHandlers:
         SAM2 running out of memory is a message that says what to try; the session is
         unchanged and can run again."""
         session = self.ctx.session(session, request)
-        if session.case is None:
-            raise InputError("open a case first: pick an example, upload a video, or pick a video")
+        session.require_case()  # none open (or released by the memory budget): say so
         if exp_id is not None and str(exp_id) != session.exp_id:
             session.select_expression(str(exp_id))
         session.set_fusion(slider_fraction(area_ratio, "ρ"), slider_fraction(vote, "v"))
@@ -171,8 +170,10 @@ class RunHandlers:
     def show_frame(self, session: Session | None, t: float | None) -> dict:
         """The three overlays of frame t (nothing to show before a case)."""
         if session is None or session.case is None:
-            note = warning_status(session.notice) if session and session.notice else ""
-            return {"img_stage1": None, "img_sam2": None, "img_fused": None, "status": note}
+            out = {"img_stage1": None, "img_sam2": None, "img_fused": None}
+            if session is not None and session.notice:  # its case was released: say why
+                out["status"] = warning_status(session.notice)
+            return out
         return frame_overlays(session, t)
 
     @user_errors

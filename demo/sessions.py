@@ -45,15 +45,9 @@ class SessionStore:
         self._remove_root = weakref.finalize(self, remove_tree, self.root, "app session folder")
         self._stop = threading.Event()
         if self.budget.idle_s is not None:
-            threading.Thread(
-                target=self._sweep, args=(sweep_interval(self.budget.idle_s),), daemon=True
-            ).start()
-
-    def _sweep(self, every: float) -> None:
-        while not self._stop.wait(every):
-            freed = self.budget.release_idle()
-            if freed:
-                log.info("released %d bytes of idle sessions", freed)
+            every = sweep_interval(self.budget.idle_s)
+            args = (weakref.ref(self.budget), self._stop, every)
+            threading.Thread(target=_sweep, args=args, daemon=True).start()
 
     def get(self, session: Session | None, key: str | None = None) -> Session:
         """``session`` if there is one, else the session of browser session ``key``
@@ -107,3 +101,15 @@ class SessionStore:
 def sweep_interval(idle_s: float) -> float:
     """Seconds between idle sweeps: a quarter of the idle time, at most a minute."""
     return min(60.0, idle_s / 4)
+
+
+def _sweep(budget: weakref.ref, stop: threading.Event, every: float) -> None:
+    """Release idle sessions' memory every ``every`` s, until ``stop`` or the budget goes."""
+    while not stop.wait(every):
+        live = budget()
+        if live is None:
+            return
+        freed = live.release_idle()
+        del live
+        if freed:
+            log.info("released %d bytes of idle sessions", freed)

@@ -501,3 +501,13 @@ def test_a_non_default_theta_reaches_the_pipeline(cb, prop, birds):
     assert prop.calls == []  # nothing kept: SAM2 is not run
     _run(cb, birds)
     assert len(prop.calls) == 1 and len(prop.calls[0]) == 2  # both birds kept at 0.275
+
+
+def test_a_case_released_by_the_memory_budget_is_explained_on_the_next_move(cb, birds):
+    birds.release_case(birds.case, "after 20 minutes without use")
+    out = cb.runs.show_frame(birds, 3)
+    assert out["img_stage1"] is None
+    assert "birds was closed after 20 minutes without use: open it again" in out["status"]
+    _fails(_run(cb, birds), r"^birds was closed after 20 minutes without use")
+    again = cb.cases.open_example(birds, "birds/0", CONTROLS)
+    assert again["img_stage1"] is not None and birds.notice is None

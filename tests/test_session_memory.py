@@ -166,3 +166,22 @@ def test_a_failed_upload_returns_what_it_reserved(tmp_path):
     with pytest.raises(InputError, match="not a readable npz"):
         s.case_for(_upload_loader(frames, str(bad)))
     assert budget.used() == 0 and s.case is None
+
+
+def test_the_app_sweeps_idle_sessions_on_its_own(tmp_path):
+    import time
+
+    from demo.sessions import SessionStore
+
+    store = SessionStore(str(tmp_path), MemoryBudget(10**9, idle_s=0.4), feature_cache_mb=0)
+    try:
+        s = store.get(None, "tab")
+        load = functools.partial(EXAMPLES.load_case, "birds")
+        s.open_case(s.case_for((EXAMPLES.case_key("birds"), load)), "0")
+        deadline = time.monotonic() + 10
+        while s.case is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert s.case is None and store.budget.used() == 0
+        assert "after 0.4 s without use" in (s.notice or "")
+    finally:
+        store.close()

@@ -89,3 +89,21 @@ def test_the_preview_is_the_union_of_the_upsampled_kept_queries(monkeypatch):
     assert packed.shape == (4, 30 * 40 // 8)  # a bit a pixel
     unpacked = np.unpackbits(packed, axis=1, count=30 * 40).reshape(4, 30, 40)
     assert np.array_equal(unpacked, expected)
+
+
+def test_stage1_mask_zips_count_their_float16_logits(tmp_path):
+    """A stage-1 zip's bool masks become float16 logits beside them: 3 bytes a pixel, not
+    the 1 that the bound counted (the finding: "count every dtype expansion")."""
+    frames, _ = _upload(tmp_path, 3, 1)
+    masks = tmp_path / "masks.zip"
+    buf = io.BytesIO()
+    Image.fromarray(np.full((64, 80), 255, np.uint8)).save(buf, "PNG")
+    with zipfile.ZipFile(masks, "w") as zf:
+        for e in range(2):
+            for i in range(3):
+                zf.writestr(f"{e}/{i:05d}.png", buf.getvalue())
+    bools = 2 * 3 * 64 * 80
+    with pytest.raises(InputError, match=r"2 expressions x 3 masks of 80x64: 90.0 KiB decoded"):
+        case_from_upload(frames, str(masks), limits=UploadLimits(max_decoded_bytes=2 * bools))
+    case = case_from_upload(frames, str(masks), limits=UploadLimits(max_decoded_bytes=3 * bools))
+    assert case.expression("1").masks.dtype == np.float16

@@ -184,9 +184,9 @@ class MemoryBudget:
             for o in idle:
                 if not any(c.owner == o for c in self._charges):
                     del self._active[o]
-        minutes = f"{self.idle_s / 60:g} minutes"
+        span = f"{self.idle_s / 60:g} minutes" if self.idle_s >= 60 else f"{self.idle_s:g} s"
         for v in victims:
-            _call_release(v, f"after {minutes} without use")
+            _call_release(v, f"after {span} without use")
         return sum(v.nbytes for v in victims)
 
     def forget(self, owner: str) -> None:

@@ -299,7 +299,7 @@ class Session:
     def require_case(self) -> Case:
         if self.case is None:
             raise InputError(
-                self.notice or "no case is open: pick an example, upload a video, or pick a video"
+                self.notice or "open a case first: pick an example, upload a video, or pick a video"
             )
         return self.case
 
