@@ -37,12 +37,13 @@ from tests.launch import (
     CHROMIUM,
     CHROMIUM_ARGS,
     free_port,
+    serve,
     start_app,
     stop_app,
     wait_until_up,
 )
 
-CONTROLS = ("tiny", "cpu", "random", "mask", 0.275)  # as the page sends them
+CONTROLS = ("tiny", "cpu", "random", "mask", 0.275, "sam2")  # as the page sends them
 
 
 def synthetic_case(t: int, h: int, w: int) -> Case:
@@ -109,8 +110,6 @@ def bench_refuse(t: int, h: int, w: int, trials: int) -> None:
     import gradio as gr
     from gradio_client import Client, handle_file
 
-    from demo.ui import build_app, launch_kwargs
-
     prop = StaticPropagator()
     cb = Callbacks(AppConfig(propagator_factory=lambda spec: prop))
     session = Session()
@@ -141,35 +140,26 @@ def bench_refuse(t: int, h: int, w: int, trials: int) -> None:
     session.close()
 
     tmp = tempfile.mkdtemp(prefix="bench-app-")
-    demo, _ = build_app(AppConfig(propagator_factory=lambda spec: prop))
-    port = free_port()
-    demo.launch(
-        server_name="127.0.0.1",
-        server_port=port,
-        prevent_thread_lock=True,
-        quiet=True,
-        **launch_kwargs(),
-    )
     try:
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-        frames_zip, npz = write_upload(synthetic_case(t, h, w), tmp)
-        client.predict(
-            handle_file(frames_zip),
-            handle_file(npz),
-            *CONTROLS,
-            None,
-            None,
-            api_name="/open_upload",
-        )
-        client.predict("0", *CONTROLS, 2 / 3, 0.5, frame, api_name="/run")
-        rt = []
-        for i in range(trials):
-            t0 = time.perf_counter()
-            client.predict(0.0 if i % 2 else 2 / 3, 0.5, frame, api_name="/refuse")
-            rt.append(time.perf_counter() - t0)
-        print(f"ρ change → fused overlay, gradio_client round trip: {_ms(rt)}")
+        with serve(AppConfig(propagator_factory=lambda spec: prop)) as (url, _):
+            client = Client(url, verbose=False)
+            frames_zip, npz = write_upload(synthetic_case(t, h, w), tmp)
+            client.predict(
+                handle_file(frames_zip),
+                handle_file(npz),
+                *CONTROLS,
+                None,
+                None,
+                api_name="/open_upload",
+            )
+            client.predict("0", *CONTROLS, 2 / 3, 0.5, frame, api_name="/run")
+            rt = []
+            for i in range(trials):
+                t0 = time.perf_counter()
+                client.predict(0.0 if i % 2 else 2 / 3, 0.5, frame, api_name="/refuse")
+                rt.append(time.perf_counter() - t0)
+            print(f"ρ change → fused overlay, gradio_client round trip: {_ms(rt)}")
     finally:
-        demo.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -265,7 +255,8 @@ def main() -> None:
     bench_refuse(args.frames, args.height, args.width, args.trials)
     if not args.no_browser:
         bench_browser_refuse(args.frames, args.height, args.width, min(args.trials, 10))
-    bench_start(args.starts, not args.no_browser)
+    if args.starts > 0:  # 0: skip the start-up benchmark
+        bench_start(args.starts, not args.no_browser)
 
 
 if __name__ == "__main__":

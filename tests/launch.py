@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -9,7 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # tests/ → the repository
 
@@ -88,3 +89,25 @@ CHROMIUM_ARGS = (
     "--disable-component-update",
     "--disable-sync",
 )
+
+
+@contextlib.contextmanager
+def serve(config) -> Iterator[tuple[str, object]]:
+    """The app of ``config`` (a demo.config.AppConfig) served in this process on a free
+    127.0.0.1 port, with the app's launch arguments: yields (url, callbacks); closed after."""
+    from demo.ui import build_app, launch_kwargs
+
+    demo, cb = build_app(config)
+    port = free_port()
+    demo.launch(
+        server_name="127.0.0.1",
+        server_port=port,
+        prevent_thread_lock=True,
+        quiet=True,
+        **launch_kwargs(config),
+    )
+    try:
+        yield f"http://127.0.0.1:{port}/", cb
+    finally:
+        demo.close()
+        cb.close()

@@ -12,9 +12,8 @@ from gradio_client.exceptions import AppError
 
 from demo.config import AppConfig
 from demo.render import VIEW_OUTPUTS
-from demo.ui import build_app, launch_kwargs
 from refine.testing import StaticPropagator
-from tests.launch import free_port
+from tests.launch import serve
 
 CONTROLS = ("tiny", "cpu", "random", "mask", 0.275, "sam2")
 VIEW = [k for k in VIEW_OUTPUTS if k != "session"]  # outputs of the view endpoints
@@ -36,21 +35,8 @@ class Scripted(StaticPropagator):
 @pytest.fixture(scope="module")
 def served():
     prop = Scripted()
-    config = AppConfig(propagator_factory=lambda spec: prop)
-    demo, cb = build_app(config)
-    port = free_port()
-    demo.launch(
-        server_name="127.0.0.1",
-        server_port=port,
-        prevent_thread_lock=True,
-        quiet=True,
-        **launch_kwargs(config),
-    )
-    try:
-        yield Client(f"http://127.0.0.1:{port}/", verbose=False), prop
-    finally:
-        demo.close()
-        cb.close()
+    with serve(AppConfig(propagator_factory=lambda spec: prop)) as (url, _):
+        yield Client(url, verbose=False), prop
 
 
 def _view(result) -> dict:
@@ -152,24 +138,15 @@ def test_gradio_refuses_uploads_over_the_size_limit(tmp_path):
     from refine.limits import UploadLimits
 
     config = AppConfig(fake_sam2=True, limits=UploadLimits(max_upload_bytes=1000))
-    demo, cb = build_app(config)
-    port = free_port()
-    demo.launch(
-        server_name="127.0.0.1",
-        server_port=port,
-        prevent_thread_lock=True,
-        quiet=True,
-        **launch_kwargs(config),
-    )
-    try:
-        url = f"http://127.0.0.1:{port}/gradio_api/upload"
+    with serve(config) as (base, _):
+        url = f"{base}gradio_api/upload"
         big = httpx.post(url, files={"files": ("big.zip", b"\0" * 1001)}, timeout=30)
         assert big.status_code == 413 and "maximum allowed size of 1000 bytes" in big.text
         small = httpx.post(url, files={"files": ("small.zip", b"\0" * 1000)}, timeout=30)
         assert small.status_code == 200
         path = tmp_path / "big.zip"
         path.write_bytes(b"\0" * 1001)
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        client = Client(base, verbose=False)
         with pytest.raises(ValueError, match="exceeds the maximum file size of 1000 bytes"):
             client.predict(
                 handle_file(str(path)),
@@ -179,6 +156,3 @@ def test_gradio_refuses_uploads_over_the_size_limit(tmp_path):
                 None,
                 api_name="/open_upload",
             )
-    finally:
-        demo.close()
-        cb.close()

@@ -12,9 +12,8 @@ import pytest
 from gradio_client import Client
 
 from demo.config import AppConfig
-from demo.ui import build_app, launch_kwargs
 from refine.testing import StaticPropagator
-from tests.launch import free_port
+from tests.launch import serve
 
 SLOW = ("small", "cpu", "random", "mask", 0.275, "sam2")  # the ranking session's settings
 FAST = ("tiny", "cpu", "random", "mask", 0.275, "sam2")  # the other session's
@@ -46,21 +45,8 @@ def served():
     def factory(spec):
         return Sleepy(FRAME_S if spec.size == "small" else 0.0, started)
 
-    config = AppConfig(propagator_factory=factory)
-    demo, cb = build_app(config)
-    port = free_port()
-    demo.launch(
-        server_name="127.0.0.1",
-        server_port=port,
-        prevent_thread_lock=True,
-        quiet=True,
-        **launch_kwargs(config),
-    )
-    try:
-        yield f"http://127.0.0.1:{port}/", started
-    finally:
-        demo.close()
-        cb.close()
+    with serve(AppConfig(propagator_factory=factory)) as (url, _):
+        yield url, started
 
 
 def test_another_sessions_run_is_answered_while_one_session_ranks(served):
