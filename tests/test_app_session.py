@@ -60,12 +60,12 @@ def test_refuse_uses_cached_masks_and_matches_fuse(session, prop):
     assert len(prop.calls) == 1 and session.sam2_runs == 1
     assert session.decision.multi  # birds/0: the union branch
     r = run.result
-    np.testing.assert_array_equal(run.fused(session.decision), r.sam2 | r.stage1)
+    np.testing.assert_array_equal(run.fused(session.decision), r.sam2.array() | r.stage1.array())
     union_overlay = session.overlay("fused", 6)
     assert (r.stage1[6] & ~r.sam2[6]).any()  # on frame 6 the union adds stage-1 pixels
     for rho, v in [(0, Fraction(1, 2)), (1, 0), (Fraction(1, 3), Fraction(9, 10)), (0.5, 0.25)]:
         session.set_fusion(rho, v)
-        expected, decision = fuse(r.stage1, r.sam2, rho, v)
+        expected, decision = fuse(r.stage1.array(), r.sam2.array(), rho, v)
         d = session.decision
         assert (d.valid, d.shrunk, d.multi) == (decision.valid, decision.shrunk, decision.multi)
         np.testing.assert_array_equal(run.fused(session.decision), expected)
@@ -100,7 +100,7 @@ def test_no_kept_query_means_no_sam2(session, prop):
     _open(session, "ball", "1")
     run = session.run_sam2(SETTINGS, make_tracker(lambda spec: prop))
     assert prop.calls == [] and session.sam2_runs == 0
-    assert len(run.result.kept) == 0 and not run.fused(session.decision).any()
+    assert len(run.result.kept) == 0 and not np.asarray(run.fused(session.decision)).any()
 
 
 def test_stop_interrupts_tracking(session):

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from refine.bitmasks import BitMasks
 from refine.dataset import MevisDataset
 from refine.errors import InputError
 from refine.frames import FrameSource
@@ -47,7 +48,7 @@ class Case:
     source: str = ""
     charge: Charge | None = field(default=None, repr=False)
     _gt_cache: dict[str, np.ndarray | None] = field(default_factory=dict, repr=False)
-    _preview: dict[tuple[str, float], np.ndarray] = field(default_factory=dict, repr=False)
+    _preview: dict[tuple[str, float], BitMasks] = field(default_factory=dict, repr=False)
 
     @property
     def nbytes(self) -> int:
@@ -108,8 +109,7 @@ class Case:
                 self._preview[key] = stage1_preview(self.expression(exp_id), threshold, self.size)
             finally:
                 self._settle()
-        h, w = self.size
-        return np.unpackbits(self._preview[key][t], count=h * w).reshape(h, w).astype(bool)
+        return self._preview[key][t]
 
     def ground_truth(self, exp_id: str) -> np.ndarray | None:
         """Ground truth of ``exp_id``: bool [T, H, W], or None without one (cached)."""
@@ -135,15 +135,14 @@ class Case:
 _PREVIEW_CHUNK = 4 * 2**20  # float32 elements upsampled at once (16 MB)
 
 
-def stage1_preview(exp: ExpressionStage1, threshold: float, size: tuple[int, int]) -> np.ndarray:
-    """Stage-1 union of the queries kept at θ, without SAM2, packed a bit a pixel:
-    uint8 [T, ceil(H·W / 8)] (``np.unpackbits(out[t], count=H·W).reshape(H, W)`` is frame
-    t). Built a few frames and queries at a time (at most ``_PREVIEW_CHUNK`` upsampled
-    values, or one frame of one query), so that the work in memory does not grow with
-    frames × queries, and nothing of [T, H, W] is held unpacked."""
+def stage1_preview(exp: ExpressionStage1, threshold: float, size: tuple[int, int]) -> BitMasks:
+    """Stage-1 union of the queries kept at θ, without SAM2: [T, H, W] a bit a pixel.
+    Built a few frames and queries at a time (at most ``_PREVIEW_CHUNK`` upsampled values,
+    or one frame of one query), so that the work in memory does not grow with frames ×
+    queries, and nothing of [T, H, W] is held unpacked."""
     kept = select_queries(exp.scores, threshold)
     pixels = size[0] * size[1]
-    out = np.zeros((exp.num_frames, -(-pixels // 8)), dtype=np.uint8)
+    out = BitMasks.zeros(exp.num_frames, size)
     queries = max(1, min(len(kept), _PREVIEW_CHUNK // pixels))
     frames = max(1, _PREVIEW_CHUNK // (queries * pixels))
     for t in range(0, exp.num_frames if len(kept) else 0, frames):
@@ -151,7 +150,7 @@ def stage1_preview(exp: ExpressionStage1, threshold: float, size: tuple[int, int
         for k in range(0, len(kept), queries):
             block = exp.masks[t : t + frames, kept[k : k + queries]]
             union |= upsample_masks(block, size).any(axis=1)
-        out[t : t + frames] = np.packbits(union.reshape(len(union), -1), axis=1)
+        out.bits[t : t + frames] = BitMasks.pack(union).bits
     return out
 
 

@@ -32,9 +32,9 @@ def stage_scores(run: CaseRun, gt: np.ndarray) -> dict:
     for any ρ, v)."""
     from refine.metrics import evaluate_stages
 
-    r = run.result
-    union = union_branch(r.stage1, r.sam2)
-    return evaluate_stages(gt, {"stage1": r.stage1, "sam2": r.sam2, "union": union})
+    stage1, sam2 = run.result.stage1.array(), run.result.sam2.array()
+    union = union_branch(stage1, sam2)
+    return evaluate_stages(gt, {"stage1": stage1, "sam2": sam2, "union": union})
 
 
 def fused_scores(scores: dict, decision: FusionDecision) -> dict:

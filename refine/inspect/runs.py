@@ -17,6 +17,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from refine.bitmasks import BitMasks, FrameView
 from refine.errors import InputError
 from refine.frames import FrameSource
 from refine.fusion import FusionDecision, apply_decision, decide
@@ -95,13 +96,14 @@ class RunSettings:
 
 @dataclass(frozen=True)
 class RunMasks:
-    """What a run keeps: kept [K] query indices, prompt_frames [K], stage1 / sam2 [T, H, W]
-    bool union masks and their box areas area_stage1 / area_sam2 [T] int64."""
+    """What a run keeps: kept [K] query indices, prompt_frames [K], the stage1 / sam2 union
+    masks [T, H, W] a bit a pixel (:class:`~refine.bitmasks.BitMasks`: ``[t]`` → bool
+    [H, W]) and their box areas area_stage1 / area_sam2 [T] int64."""
 
     kept: np.ndarray
     prompt_frames: np.ndarray
-    stage1: np.ndarray
-    sam2: np.ndarray
+    stage1: BitMasks
+    sam2: BitMasks
     area_stage1: np.ndarray
     area_sam2: np.ndarray
 
@@ -111,8 +113,8 @@ class RunMasks:
         return cls(
             result.kept,
             result.prompt_frames,
-            result.stage1,
-            result.sam2,
+            BitMasks.pack(result.stage1),
+            BitMasks.pack(result.sam2),
             d.area_stage1,
             d.area_sam2,
         )
@@ -156,11 +158,14 @@ class CaseRun:
     def decision(self, area_ratio: Fraction, vote: Fraction) -> FusionDecision:
         return self.result.decision(area_ratio, vote)
 
-    def fused(self, decision: FusionDecision, t: int | None = None) -> np.ndarray:
-        """Fused masks under ``decision``: [T, H, W] bool, or frame ``t``'s [H, W]."""
+    def fused(self, decision: FusionDecision, t: int | None = None) -> np.ndarray | FrameView:
+        """Fused masks under ``decision``: frame ``t``'s bool [H, W], or without ``t`` all
+        T frames as a FrameView (made a frame at a time; ``np.asarray`` → [T, H, W])."""
         r = self.result
         if t is None:
-            return apply_decision(r.stage1, r.sam2, decision)
+            return FrameView(
+                lambda i: apply_decision(r.stage1[i], r.sam2[i], decision), r.sam2.shape
+            )
         return apply_decision(r.stage1[t], r.sam2[t], decision)
 
 

@@ -21,7 +21,7 @@ from refine.models import ModelSpec
 if TYPE_CHECKING:
     from refine.inspect.session import Loader, Session
 
-RUN_BYTES_PER_PIXEL = 2  # a run keeps the stage-1 and SAM2 unions: bool [T, H, W] each
+RUN_BYTES_PER_PIXEL = 2  # while SAM2 runs: its stage-1 and SAM2 unions, bool [T, H, W] each
 
 
 class SessionMemory:
