@@ -66,7 +66,8 @@ class Case:
         if self.charge is not None:
             self.charge.grow(nbytes, what)
 
-    def _settle(self) -> None:
+    def settle_charge(self) -> None:
+        """Set the charge (if any) to what the case holds now."""
         if self.charge is not None:
             self.charge.settle(self.nbytes)
 
@@ -102,13 +103,13 @@ class Case:
         key = (exp_id, float(threshold))
         if key not in self._preview:
             self._preview.clear()
-            self._settle()
+            self.settle_charge()
             h, w = self.size
             self._grow(self.num_frames * -(-h * w // 8), f"the stage-1 preview of {exp_id}")
             try:
                 self._preview[key] = stage1_preview(self.expression(exp_id), threshold, self.size)
             finally:
-                self._settle()
+                self.settle_charge()
         return self._preview[key][t]
 
     def ground_truth(self, exp_id: str) -> np.ndarray | None:
@@ -125,10 +126,10 @@ class Case:
                         f"the video is {[self.num_frames, *self.size]}"
                     )
             except BaseException:
-                self._settle()
+                self.settle_charge()
                 raise
             self._gt_cache[exp_id] = gt
-            self._settle()
+            self.settle_charge()
         return self._gt_cache[exp_id]
 
 

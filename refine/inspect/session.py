@@ -104,7 +104,7 @@ class Session:
         key, loader = load if isinstance(load, tuple) else (None, load)
         case = self._cases.get(key) if key is not None else None
         if case is None:
-            case = self.memory.load(loader, key)
+            case = self.memory.load(loader)
         self.memory.use(case)
         with self._lock:
             self._cases[case.key] = case

@@ -38,7 +38,7 @@ class SessionMemory:
         self._lock = threading.Lock()
 
     # ---- cases -----------------------------------------------------------------------------
-    def load(self, loader: Loader, key: str | None) -> Case:
+    def load(self, loader: Loader) -> Case:
         """``loader(charge)``'s case, charged before it is read (ServerBusy when the budget
         cannot make room). A loader that ignores the charge is charged what it made."""
         holder: list[Case] = []
@@ -47,14 +47,12 @@ class SessionMemory:
             if holder:
                 self.session.release_case(holder[0], reason)
 
-        charge = self.budget.charge(
-            self.owner, f"the video {key or ''}".strip(), 0, "host", release
-        )
+        charge = self.budget.charge(self.owner, "the new case", 0, "host", release)
         try:
             case = loader(charge)
             if case.charge is None:
                 case.charge = charge
-            case._settle()
+            case.settle_charge()
         except BaseException:
             charge.close()
             raise

@@ -49,7 +49,7 @@ def case_from_upload(
     A video file's frames take the stage-1 frame names (the counts must agree); a zip's
     frame names must equal them. Every file is checked against ``limits`` before it is
     read (sizes of all first); the npz is never unpickled. ``charge`` is told what each
-    part will hold before it is read (and set to what the case holds at the end).
+    part will hold before it is read (the caller settles it to what the case holds).
     """
     from refine.video_io import is_zip_path, read_masks_zip, read_video
 
@@ -101,7 +101,7 @@ def case_from_upload(
     check_video_matches(stage1, names, frames, sname)
     gt = _uploaded_gt(gt_path, stage1, names, (h, w), vname, limits, reserve) if gt_path else {}
     own = {k: e.sentence for k, e in stage1.expressions.items() if e.sentence}
-    case = Case(
+    return Case(
         key=f"upload:{uuid.uuid4().hex}",
         video=video_name,
         frames=frames,
@@ -114,8 +114,6 @@ def case_from_upload(
         charge=charge,
         _gt_cache={e: gt.get(e) for e in stage1.expressions} if gt_path else {},
     )
-    case._settle()
-    return case
 
 
 def _uploaded_gt(gt_path, stage1: VideoStage1, names, size, vname, limits, reserve) -> dict:
