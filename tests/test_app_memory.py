@@ -38,14 +38,14 @@ def test_uploads_stay_within_the_budget_and_other_sessions_are_answered(tmp_path
     latencies: list[float] = []
     stop = threading.Event()
 
-    def look(client: Client) -> None:  # a user moving the frame slider now and then
+    def look(client: Client) -> None:  # a user moving the frame slider every second
         t = 0
         while not stop.is_set():
             t = 1 - t  # every case here has frames 0 and 1
             start = time.monotonic()
             client.predict(t, api_name="/show_frame")
             latencies.append(time.monotonic() - start)
-            stop.wait(0.3)
+            stop.wait(1.0)
 
     def looking(client: Client) -> None:
         threading.Thread(target=look, args=(client,), daemon=True).start()
