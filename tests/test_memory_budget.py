@@ -12,6 +12,8 @@ MB = 2**20
 
 
 class Clock:
+    """A clock for MemoryBudget that moves only when a test sets ``now``."""
+
     def __init__(self) -> None:
         self.now = 1000.0
 

@@ -29,18 +29,11 @@ from refine.inspect import (
 from refine.models import ModelSpec
 from refine.stage1 import ExpressionStage1, VideoStage1, save_stage1_npz
 from refine.testing import StaticPropagator
+from tests.test_memory_budget import Clock
 
 EXAMPLES = DataSource("examples", EXAMPLES_ROOT, os.path.join(EXAMPLES_ROOT, "stage1"))
 SETTINGS = RunSettings(ModelSpec("tiny", "cpu", random_weights=True, image_size=64), 0.275)
 MB = 2**20
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def black_upload(folder, t: int, size: tuple[int, int]) -> tuple[str, str]:
