@@ -106,6 +106,13 @@ def _no_errors_shown(page: Page) -> None:
 
 
 def _set_slider(page: Page, elem_id: str, value: float) -> None:
+    """Set a slider once its range allows ``value`` (a case's frame count reaches the
+    slider a moment after its overlays; filling before clamps the value)."""
+    page.wait_for_function(
+        "([id, v]) => Number(document.querySelector(`#${id} input[type=range]`).max) >= v",
+        arg=[elem_id, value],
+        timeout=SHORT,
+    )
     page.locator(f"#{elem_id} input[type=range]").fill(str(value))
 
 
