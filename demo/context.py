@@ -127,9 +127,7 @@ class AppContext:
     def session(self, session: Session | None, request: gr.Request | None = None) -> Session:
         """``session``, or the browser session's new one (with its own folder)."""
         key = request.session_hash if request is not None else None
-        session = self.sessions.get(session, key)
-        session.touch()
-        return session
+        return self.sessions.get(session, key)
 
     def settings(self, controls: Controls) -> RunSettings:
         """RunSettings of ``controls`` for the page's labels (device as chosen)."""

@@ -14,11 +14,16 @@ few users): clips of up to a couple of minutes, 600 frames and 1080p.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 from refine.errors import InputError
 
 MB = 2**20
+
+Reserve = Callable[[int, str], None]
+"""``reserve(nbytes, what)`` is called by a reader before ``nbytes`` more are kept in
+memory (e.g. :meth:`refine.inspect.budget.Charge.grow`, which raises when they don't fit)."""
 
 
 def format_bytes(n: float) -> str:

@@ -13,13 +13,14 @@ import math
 import os
 import zipfile
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from refine.errors import InputError
 from refine.files import atomic_write, parse_json
+from refine.limits import Reserve, format_bytes
 from refine.names import check_name, exp_id_sort_key, frame_index
 
 FORMAT = "refine-stage1/1"
@@ -171,7 +172,7 @@ def load_stage1_npz(
     max_bytes: int | None = None,
     lazy: bool = False,
     max_ratio: float | None = None,
-    reserve: Callable[[int, str], None] | None = None,
+    reserve: Reserve | None = None,
 ) -> VideoStage1:
     """Load ``<video>.npz`` in the safe format (design §3), validating everything.
 
@@ -192,19 +193,15 @@ def load_stage1_npz(
     if not isinstance(data, np.lib.npyio.NpzFile):
         raise InputError(f"{path}: expected an .npz archive, found a single array")
     with data:
-        if max_bytes is not None:
-            total = sum(info.file_size for info in data.zip.infolist())
-            if total > max_bytes:
-                from refine.limits import format_bytes
-
-                raise InputError(
-                    f"{path}: unpacks to {format_bytes(total)}, over the limit of "
-                    f"{format_bytes(max_bytes)}"
-                )
+        total = sum(info.file_size for info in data.zip.infolist())  # unpacked, from the directory
+        if max_bytes is not None and total > max_bytes:
+            raise InputError(
+                f"{path}: unpacks to {format_bytes(total)}, over the limit of "
+                f"{format_bytes(max_bytes)}"
+            )
         if max_ratio is not None:
             _check_ratios(data.zip.infolist(), max_ratio, path)
         if reserve is not None:
-            total = sum(info.file_size for info in data.zip.infolist())
             reserve(total, f"the stage-1 results {os.path.basename(path)}")
         raw = [n for n in data.zip.namelist() if not n.endswith(".npy")]
         if raw:
@@ -324,8 +321,11 @@ def load_stage1_png_dir(
     frame_names: Sequence[str],
     video_size: tuple[int, int],
     sentences: Mapping[str, str] | None = None,
+    reserve: Reserve | None = None,
 ) -> VideoStage1:
-    """Load ``<directory>/<exp_id>/<frame>.png`` masks (non-zero = object) for one video."""
+    """Load ``<directory>/<exp_id>/<frame>.png`` masks (non-zero = object) for one video.
+    ``reserve(nbytes, what)`` is told, before any mask is read, 3 bytes a pixel: the bool
+    masks and the float16 logits made from them."""
     from refine.mask_io import read_mask_png
 
     if not os.path.isdir(directory):
@@ -336,6 +336,9 @@ def load_stage1_png_dir(
     )
     if not exp_ids:
         raise InputError(f"{directory}: no <exp_id>/ folders of PNG masks")
+    if reserve is not None:
+        pixels = len(exp_ids) * len(frame_names) * video_size[0] * video_size[1]
+        reserve(3 * pixels, f"the stage-1 masks in {os.path.basename(directory)}")
     masks = {}
     for exp_id in exp_ids:
         check_name(exp_id, "exp_id", directory)
@@ -354,23 +357,19 @@ def load_video_stage1(
     video_size: tuple[int, int],
     sentences: Mapping[str, str] | None = None,
     lazy: bool = False,
-    reserve: Callable[[int, str], None] | None = None,
+    reserve: Reserve | None = None,
 ) -> tuple[str, VideoStage1]:
     """A video's stage-1 results: ``<stage1_dir>/<video>.npz`` (safe format) or, failing
     that, PNG masks ``<stage1_dir>/<video>/<exp_id>/<frame>.png``. Returns (source path,
-    results); ``lazy`` and ``reserve`` as in :func:`load_stage1_npz` (PNG masks: told
-    3 bytes a pixel, the masks and their float16 logits, before they are read)."""
+    results); ``lazy`` as in :func:`load_stage1_npz`, ``reserve`` as in it and in
+    :func:`load_stage1_png_dir`."""
     check_name(video, "video", stage1_dir)
     npz = os.path.join(stage1_dir, f"{video}.npz")
     png_dir = os.path.join(stage1_dir, video)
     if os.path.isfile(npz):
         return npz, load_stage1_npz(npz, lazy=lazy, reserve=reserve)
     if os.path.isdir(png_dir):
-        if reserve is not None:
-            exp_ids = [d for d in os.listdir(png_dir) if os.path.isdir(os.path.join(png_dir, d))]
-            pixels = len(exp_ids) * len(frame_names) * video_size[0] * video_size[1]
-            reserve(3 * pixels, f"the stage-1 masks of {video}")
-        return png_dir, load_stage1_png_dir(png_dir, frame_names, video_size, sentences)
+        return png_dir, load_stage1_png_dir(png_dir, frame_names, video_size, sentences, reserve)
     raise InputError(
         f"{npz}: no stage-1 results for video {video!r} (nor a folder {png_dir}); check the "
         "stage-1 folder (--stage1 for the CLI, --stage1-dir for the app)"

@@ -23,7 +23,6 @@ import io
 import logging
 import os
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -32,7 +31,7 @@ from PIL import Image, UnidentifiedImageError
 
 from refine.errors import InputError
 from refine.frames import FrameSource
-from refine.limits import DEFAULT_LIMITS, UploadLimits, format_bytes
+from refine.limits import DEFAULT_LIMITS, Reserve, UploadLimits, format_bytes
 from refine.mask_io import decode_mask_png
 from refine.names import check_name, exp_id_sort_key, sort_frame_stems
 from refine.upload_zip import image_entries, open_zip, read_entry
@@ -43,10 +42,6 @@ VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".m4v", ".mkv", ".avi")
 FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png")
 MASK_EXTENSIONS = (".png",)
 
-
-Reserve = Callable[[int, str], None]
-"""``reserve(nbytes, what)`` is called before ``nbytes`` more are kept in memory (e.g.
-:meth:`refine.inspect.budget.Charge.grow`, which raises when they don't fit)."""
 
 VIDEO_JPEG_QUALITY = 95
 

@@ -14,11 +14,10 @@ then tells its user why the case is gone).
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from refine.errors import InputError
 from refine.limits import format_bytes
@@ -46,7 +45,6 @@ class Charge:
     pins: int = 0
     last_used: float = 0.0
     live: bool = True
-    serial: int = field(default=0)
 
     def grow(self, nbytes: int, what: str | None = None) -> None:
         """Add ``nbytes`` to this charge before allocating them (ServerBusy when they don't
@@ -83,7 +81,6 @@ class MemoryBudget:
         self.idle_s, self.protect_s, self.clock = idle_s, protect_s, clock
         self._charges: list[Charge] = []
         self._active: dict[str, float] = {}  # owner → last activity
-        self._serial = itertools.count()
         self._lock = threading.Lock()
 
     # ---- taking and returning memory -----------------------------------------------------
@@ -99,17 +96,14 @@ class MemoryBudget:
         ``release(reason)`` is called if the budget takes it back."""
         if pool not in POOLS:
             raise ValueError(f"unknown memory pool {pool!r}; use one of {POOLS}")
-        c = Charge(self, owner, what, pool, 0, release, serial=next(self._serial))
-        c.pins = 1  # not evictable while it is being filled
+        c = Charge(self, owner, what, pool, 0, release)
         with self._lock:
-            self._charges.append(c)
+            self._charges.append(c)  # holding 0 bytes, it is nobody's victim yet
         try:
             self.grow(c, nbytes)
         except BaseException:
             self.close(c)
             raise
-        finally:
-            c.pins -= 1
         return c
 
     def grow(self, c: Charge, nbytes: int, what: str | None = None) -> None:
@@ -223,7 +217,7 @@ class MemoryBudget:
                 and v.nbytes
                 and (v.owner == c.owner or now - v.last_used >= self.protect_s)
             ),
-            key=lambda v: (v.last_used, v.serial),
+            key=lambda v: v.last_used,  # stable: ties in the order taken
         )
         out, freed = [], 0
         for v in candidates:

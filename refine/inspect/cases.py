@@ -59,7 +59,7 @@ class Case:
             for e in self.stage1.expressions.values()
             for a in (e.scores, e.boxes, e.masks)
         )
-        gt = sum(_unique_nbytes(self._gt_cache.values()))
+        gt = sum(g.nbytes for g in self._gt_cache.values() if g is not None)
         return self.frames.nbytes + stage1 + gt + sum(p.nbytes for p in self._preview.values())
 
     def _grow(self, nbytes: int, what: str) -> None:
@@ -153,15 +153,6 @@ def stage1_preview(exp: ExpressionStage1, threshold: float, size: tuple[int, int
             union |= upsample_masks(block, size).any(axis=1)
         out.bits[t : t + frames] = BitMasks.pack(union).bits
     return out
-
-
-def _unique_nbytes(arrays) -> list[int]:
-    """nbytes of each distinct array (an upload's ground truth is shared with its reader)."""
-    seen: dict[int, int] = {}
-    for a in arrays:
-        if a is not None:
-            seen[id(a)] = a.nbytes
-    return list(seen.values())
 
 
 @dataclass(frozen=True)

@@ -121,7 +121,8 @@ class Session:
             if self._cases.get(case.key) is case:
                 del self._cases[case.key]
             for key in self.runs.keys_of_case(case.key):
-                self.memory.drop_run(key, self.runs.drop(key))
+                self.runs.drop(key)
+                self.memory.drop_run(key)
             if self.case is case:
                 self.case, self.exp_id, self.run, self.decision = None, None, None, None
                 self.notice = f"{case.video} was closed {reason}: open it again to go on."
@@ -282,7 +283,7 @@ class Session:
 
     def _run_evicted(self, run: CaseRun) -> None:
         self.files.drop_videos(run)
-        self.memory.drop_run(run.key, None)
+        self.memory.drop_run(run.key)
 
     def close(self) -> None:
         """End the session: delete its folder, drop its cases and cached runs and return

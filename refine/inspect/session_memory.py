@@ -52,6 +52,8 @@ class SessionMemory:
             case = loader(charge)
             if case.charge is None:
                 case.charge = charge
+            elif case.charge is not charge:  # a case charged elsewhere: this one is unused
+                charge.close()
             case.settle_charge()
         except BaseException:
             charge.close()
@@ -97,7 +99,7 @@ class SessionMemory:
                     stack.enter_context(pin)
                 yield
         except BaseException:
-            self.drop_run(key, None)
+            self.drop_run(key)
             raise
 
     def settle_run(self, run: CaseRun) -> None:
@@ -107,7 +109,7 @@ class SessionMemory:
         if charge is not None:
             charge.settle(run.nbytes)
 
-    def drop_run(self, key: RunKey, run: CaseRun | None) -> None:
+    def drop_run(self, key: RunKey) -> None:
         """The session let the run of ``key`` go: return its memory."""
         with self._lock:
             charge = self._runs.pop(key, None)
